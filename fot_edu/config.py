@@ -1,0 +1,212 @@
+"""Typed configuration: model, data and training, with tiny CPU defaults and named presets.
+
+Every field says why it has its default. A bad value raises a ``ValueError`` naming the field,
+the value and what is allowed, when the config is built (``__post_init__``), so a typo fails at
+once and not twenty minutes into training.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+MEMORY_KINDS = ("fot", "mt")  # fot: one softmax (eq. 1); mt: Memorizing Transformer gate
+TASKS = ("dictionary", "code", "books", "proofs")
+NEGATIVE_KINDS = ("neighbours", "hard")
+
+
+def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}={value!r} is not allowed: {allowed}")
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 256  # byte-level text; the dictionary task sets its own small vocabulary
+    d_model: int = 128  # the paper's small models use 1024; 128 trains in minutes on a CPU
+    n_layers: int = 3
+    n_heads: int = 4
+    d_ff: int = 512  # feed-forward width, 4 x d_model as usual
+    memory_layers: tuple[int, ...] | None = None  # None: one layer at ~2/3 depth; (): vanilla
+    memory_kind: str = "fot"  # "fot" (single softmax) or "mt" (gated separate memory attention)
+    max_window: int = 1024  # longest local window (RoPE table size); memory has no such limit
+    tau_init: float = 10.0  # initial per-head temperature of the normalised q.k logits
+    rope_base: float = 10000.0
+    dropout: float = 0.0  # 0 keeps CPU runs bit-reproducible; tiny models do not need it
+
+    def __post_init__(self) -> None:
+        if isinstance(self.memory_layers, list):
+            self.memory_layers = tuple(self.memory_layers)
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_window"):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and value >= 1, name, value, "a positive integer")
+        _check(self.d_model % self.n_heads == 0, "d_model", self.d_model,
+               f"a multiple of n_heads={self.n_heads}")
+        _check(self.memory_kind in MEMORY_KINDS, "memory_kind", self.memory_kind, f"one of {MEMORY_KINDS}")
+        if self.memory_layers is None:
+            self.memory_layers = (max(0, round(2 * self.n_layers / 3) - 1),)
+        bad = [i for i in self.memory_layers if not (isinstance(i, int) and 0 <= i < self.n_layers)]
+        _check(not bad, "memory_layers", self.memory_layers,
+               f"layer indices in 0..{self.n_layers - 1} (n_layers={self.n_layers})")
+        _check(len(set(self.memory_layers)) == len(self.memory_layers), "memory_layers",
+               self.memory_layers, "distinct indices")
+        _check(self.tau_init > 0, "tau_init", self.tau_init, "a positive number")
+        _check(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "in [0, 1)")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+
+@dataclass
+class DataConfig:
+    task: str = "dictionary"  # "dictionary" (synthetic lookup) or a corpus: "code", "books", "proofs"
+    window: int = 64  # n: tokens in one window (C_prev and C_curr each have n tokens)
+    # dictionary lookup (DESIGN §2, paper App. D), scaled down to train in minutes
+    num_symbols: int = 32  # alphabet size of keys and values
+    key_len: int = 2  # tokens per key
+    value_len: int = 2  # tokens per value
+    entries_per_window: int = 10  # definitions in C_prev, questions in C_curr
+
+    def __post_init__(self) -> None:
+        _check(self.task in TASKS, "task", self.task, f"one of {TASKS}")
+        for name in ("window", "num_symbols", "key_len", "value_len", "entries_per_window"):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and value >= 1, name, value, "a positive integer")
+        _check(self.window >= 2, "window", self.window, "at least 2 tokens")
+        if self.task == "dictionary":
+            need = self.entries_per_window * (2 + self.key_len + self.value_len)
+            _check(need <= self.window, "entries_per_window", self.entries_per_window,
+                   f"at most {self.window // (2 + self.key_len + self.value_len)} entries of "
+                   f"{2 + self.key_len + self.value_len} tokens in a window of {self.window}")
+            _check(self.num_symbols ** self.key_len >= self.entries_per_window, "num_symbols",
+                   self.num_symbols, "enough symbols for distinct keys in a window")
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    mode: str = "crossbatch"  # "crossbatch" (FoT, d>=1), "plain" (no memory), "mt" (streaming MT)
+    d: int = 1  # crossbatch dimension: own C_prev + (d - 1) other documents' C_prev
+    d_schedule: tuple[tuple[int, int], ...] = ()  # ((step, d), ...): from `step` on train with d
+    negatives: str = "neighbours"  # "neighbours": rows i+1..i+d-1; "hard": most similar C_prev
+    batch_size: int = 32  # b: documents per step
+    steps: int = 1200
+    lr: float = 2e-3
+    betas: tuple[float, float] = (0.9, 0.98)
+    weight_decay: float = 0.1
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
+    grad_clip: float = 1.0
+    eval_every: int = 200
+    eval_batches: int = 4
+    checkpoint_every: int = 200
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = ModelConfig(**self.model)
+        if isinstance(self.data, dict):
+            self.data = DataConfig(**self.data)
+        self.d_schedule = tuple(tuple(int(x) for x in pair) for pair in self.d_schedule)
+        self.betas = tuple(self.betas)
+        _check(self.mode in ("crossbatch", "plain", "mt"), "mode", self.mode,
+               "'crossbatch', 'plain' or 'mt'")
+        _check(self.negatives in NEGATIVE_KINDS, "negatives", self.negatives, f"one of {NEGATIVE_KINDS}")
+        for name in ("batch_size", "steps", "eval_every", "eval_batches", "checkpoint_every"):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and value >= 1, name, value, "a positive integer")
+        _check(isinstance(self.warmup_steps, int) and self.warmup_steps >= 0, "warmup_steps",
+               self.warmup_steps, "a non-negative integer")
+        _check(self.lr > 0, "lr", self.lr, "a positive number")
+        for d in [self.d] + [d for _, d in self.d_schedule]:
+            _check(isinstance(d, int) and 1 <= d <= self.batch_size, "d", d,
+                   f"an integer in 1..batch_size={self.batch_size}")
+        steps = [s for s, _ in self.d_schedule]
+        _check(steps == sorted(steps), "d_schedule", self.d_schedule, "steps in increasing order")
+        if self.mode != "plain":
+            _check(bool(self.model.memory_layers), "model.memory_layers", self.model.memory_layers,
+                   f"at least one memory layer for mode={self.mode!r}")
+        if self.mode == "mt":
+            _check(self.model.memory_kind == "mt", "model.memory_kind", self.model.memory_kind,
+                   "'mt' when mode='mt'")
+        _check(self.data.window <= self.model.max_window, "data.window", self.data.window,
+               f"at most model.max_window={self.model.max_window}")
+
+    def d_at(self, step: int) -> int:
+        """The crossbatch dimension d in force at ``step`` (the last schedule entry at or before it)."""
+        d = self.d
+        for start, value in self.d_schedule:
+            if step >= start:
+                d = value
+        return d
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        return cls(**data)
+
+    def replace(self, **changes) -> "TrainConfig":
+        """A copy with fields changed; ``model__d_model=64`` reaches into a sub-config."""
+        top = {k: v for k, v in changes.items() if "__" not in k}
+        nested: dict[str, dict] = {}
+        for key, value in changes.items():
+            if "__" in key:
+                part, name = key.split("__", 1)
+                nested.setdefault(part, {})[name] = value
+        for part, values in nested.items():
+            top[part] = dataclasses.replace(getattr(self, part), **values)
+        return dataclasses.replace(self, **top)
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets. The dictionary recipe was measured on a 2-core CPU (about 3-4 minutes a run); the
+# d schedule 1 -> 2 -> 4 -> 8 follows the paper's advice (start small, raise d later).
+
+_DICT_MODEL = dict(n_layers=3, d_model=128, n_heads=4, d_ff=512, memory_layers=(1,))
+_CODE_MODEL = dict(n_layers=3, d_model=128, n_heads=4, d_ff=512, memory_layers=(1,))
+_FOT_SCHEDULE = ((0, 1), (300, 2), (450, 4), (600, 8))
+
+
+def _dict(mode: str, **kw) -> TrainConfig:
+    kind = "mt" if mode == "mt" else "fot"
+    layers = () if mode == "plain" else (1,)
+    model = ModelConfig(**{**_DICT_MODEL, "memory_layers": layers, "memory_kind": kind})
+    return TrainConfig(model=model, data=DataConfig(task="dictionary", window=64), mode=mode, **kw)
+
+
+def _code(mode: str, **kw) -> TrainConfig:
+    kind = "mt" if mode == "mt" else "fot"
+    layers = () if mode == "plain" else (1,)
+    model = ModelConfig(**{**_CODE_MODEL, "memory_layers": layers, "memory_kind": kind})
+    return TrainConfig(model=model, data=DataConfig(task="code", window=128), mode=mode,
+                       steps=750, **kw)
+
+
+PRESETS: dict[str, callable] = {
+    "dict-vanilla": lambda: _dict("plain"),
+    "dict-d1": lambda: _dict("crossbatch", d=1),
+    "dict-fot": lambda: _dict("crossbatch", d_schedule=_FOT_SCHEDULE),
+    "dict-mt": lambda: _dict("mt"),
+    "code-vanilla": lambda: _code("plain"),
+    "code-d1": lambda: _code("crossbatch", d=1),
+    "code-fot": lambda: _code("crossbatch", d_schedule=((0, 1), (200, 2), (350, 4), (500, 8))),
+    "code-mt": lambda: _code("mt"),
+    # smoke-sized: seconds on a CPU, used by tests and FOT_EDU_FAST=1
+    "tiny-fot": lambda: TrainConfig(
+        model=ModelConfig(n_layers=2, d_model=32, n_heads=2, d_ff=64, memory_layers=(1,)),
+        data=DataConfig(task="dictionary", window=24, num_symbols=8, key_len=1, value_len=1,
+                        entries_per_window=6),
+        d_schedule=((0, 1), (20, 2)), batch_size=8, steps=40, warmup_steps=5, eval_every=20,
+        checkpoint_every=20, eval_batches=2),
+}
+
+
+def preset(name: str) -> TrainConfig:
+    """A fresh :class:`TrainConfig` for a named preset (see ``PRESETS``)."""
+    if name not in PRESETS:
+        raise ValueError(f"preset={name!r} is unknown: choose one of {sorted(PRESETS)}")
+    return PRESETS[name]()

@@ -1,0 +1,196 @@
+r"""kNN memory: a per-(row, head) store of (key, value) pairs searched by inner product.
+
+Paper: Focused Transformer §3.1 (memory attention with kNN lookup) and §6; the Memorizing
+Transformer (Wu et al. 2022) introduced the store.
+
+At inference a memory layer processes a long input window by window. Before a window's own keys
+are added, each of its queries looks up the ``k`` memory keys with the largest inner product
+
+.. math:: \operatorname{top\text{-}k}_j\; q \cdot m_j ,
+
+and attends to them beside its local keys (``fot_edu.attention.memory_attention``). Because FoT
+normalises queries and keys, the inner product is a cosine: the search is a cosine search.
+
+Each (batch row, head) has its own store: rows are independent documents (or document streams),
+and heads look at different features. The store is a ring buffer of ``capacity`` slots: when it
+is full the **oldest** entries are overwritten first (FIFO). ``clear(rows)`` empties some rows,
+e.g. when a row's document ends in single-document evaluation. Beside every key the store keeps
+the id of the document it came from, so a plot can colour retrieved keys by document.
+
+Backends: ``"exact"`` is a batched ``matmul + topk`` in torch (the reference). ``"faiss"`` (exact
+flat index) and ``"faiss-hnsw"`` (approximate graph index) run the search in faiss, imported only
+when asked for; the keys and values stay in the same torch buffers, so FIFO and ``clear`` are
+shared. Stored keys are detached: memory is never part of the autograd graph.
+
+Search results: with ``k`` larger than a row's stored items the missing neighbours come back
+with score ``-inf`` (use ``scores.isfinite()`` as the attention mask); ``k`` itself is clamped to
+the capacity.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+BACKENDS = ("exact", "faiss", "faiss-hnsw")
+
+
+class SearchResult(NamedTuple):
+    keys: torch.Tensor  # (b, h, n, k, dh)
+    values: torch.Tensor  # (b, h, n, k, dh)
+    scores: torch.Tensor  # (b, h, n, k); -inf where the row holds fewer than k items
+    indices: torch.Tensor  # (b, h, n, k) slot indices, for doc_ids_at()
+
+
+class KNNMemory:
+    """Ring-buffer kNN store of shape ``(b, h, capacity, dh)`` with exact or faiss search."""
+
+    def __init__(self, batch_size: int, num_heads: int, head_dim: int, capacity: int,
+                 backend: str = "exact", device=None, dtype=torch.float32):
+        for name, value in (("batch_size", batch_size), ("num_heads", num_heads),
+                            ("head_dim", head_dim), ("capacity", capacity)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} is not allowed: a positive integer")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend={backend!r} is not allowed: one of {BACKENDS}")
+        if backend.startswith("faiss"):
+            _import_faiss()
+        self.batch_size, self.num_heads, self.head_dim = batch_size, num_heads, head_dim
+        self.capacity, self.backend = capacity, backend
+        shape = (batch_size, num_heads, capacity, head_dim)
+        self.keys = torch.zeros(shape, device=device, dtype=dtype)
+        self.values = torch.zeros(shape, device=device, dtype=dtype)
+        self.doc_ids = torch.full((batch_size, capacity), -1, dtype=torch.long, device=device)
+        self.sizes = torch.zeros(batch_size, dtype=torch.long, device=device)  # items per row
+        self.write_pos = torch.zeros(batch_size, dtype=torch.long, device=device)  # next slot
+        self._faiss_cache: dict = {}
+
+    def __len__(self) -> int:
+        """Items in the fullest row."""
+        return int(self.sizes.max())
+
+    @property
+    def valid(self) -> torch.Tensor:
+        """``(b, capacity)`` bool: which slots hold an item."""
+        slots = torch.arange(self.capacity, device=self.sizes.device)
+        return slots[None, :] < self.sizes[:, None]
+
+    def add(self, keys: torch.Tensor, values: torch.Tensor, doc_ids=None, mask=None) -> None:
+        """Append ``keys``/``values`` ``(b, h, n, dh)``; ``mask`` ``(b, n)`` False skips a token.
+
+        ``doc_ids``: ``(b,)`` or ``(b, n)`` document id of each token (default -1). When a row
+        is full the oldest slots are overwritten.
+        """
+        b, h, n, dh = self._check(keys, "keys")
+        if values.shape != keys.shape:
+            raise ValueError(f"values {tuple(values.shape)} must match keys {tuple(keys.shape)}")
+        device = self.keys.device
+        if mask is None:
+            mask = torch.ones(b, n, dtype=torch.bool, device=device)
+        mask = mask.to(device=device, dtype=torch.bool)
+        if doc_ids is None:
+            doc_ids = torch.full((b, n), -1, dtype=torch.long, device=device)
+        doc_ids = torch.as_tensor(doc_ids, device=device).long()
+        if doc_ids.dim() == 1:
+            doc_ids = doc_ids[:, None].expand(b, n)
+        count = mask.sum(dim=1)  # (b,)
+        rank = mask.long().cumsum(dim=1) - 1  # position of each kept token in its row
+        keep = mask & (rank >= (count - self.capacity)[:, None])  # only the last `capacity`
+        rows, tok = keep.nonzero(as_tuple=True)
+        slot = (self.write_pos[rows] + rank[rows, tok] - (count[rows] - self.capacity).clamp(min=0))
+        slot = slot % self.capacity
+        self.keys[rows, :, slot] = keys.detach().to(device, self.keys.dtype)[rows, :, tok]
+        self.values[rows, :, slot] = values.detach().to(device, self.values.dtype)[rows, :, tok]
+        self.doc_ids[rows, slot] = doc_ids[rows, tok]
+        stored = count.clamp(max=self.capacity)
+        self.write_pos = (self.write_pos + stored) % self.capacity
+        self.sizes = (self.sizes + stored).clamp(max=self.capacity)
+        self._faiss_cache.clear()
+
+    def clear(self, rows=None) -> None:
+        """Empty the named rows (an int, a list, or a ``(b,)`` bool mask); all rows if None."""
+        if rows is None:
+            rows = torch.ones(self.batch_size, dtype=torch.bool)
+        rows = torch.as_tensor(rows, device=self.sizes.device)
+        if rows.dtype != torch.bool:
+            if rows.numel() and (rows.min() < 0 or rows.max() >= self.batch_size):
+                raise ValueError(f"rows={rows.tolist()} is not allowed: indices in 0..{self.batch_size - 1}")
+            rows = torch.zeros(self.batch_size, dtype=torch.bool, device=self.sizes.device).index_fill(
+                0, rows.flatten().long(), True)
+        self.sizes[rows] = 0
+        self.write_pos[rows] = 0
+        self.doc_ids[rows] = -1
+        self._faiss_cache.clear()
+
+    def search(self, queries: torch.Tensor, k: int) -> SearchResult:
+        """The ``k`` stored keys with the largest inner product with each query ``(b, h, n, dh)``."""
+        b, h, n, dh = self._check(queries, "queries")
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"k={k!r} is not allowed: a positive integer")
+        k = min(k, self.capacity)
+        if self.backend == "exact":
+            scores = torch.einsum("bhnd,bhmd->bhnm", queries.to(self.keys.dtype), self.keys)
+            scores = scores.masked_fill(~self.valid[:, None, None, :], float("-inf"))
+            scores, indices = scores.topk(k, dim=-1)  # (b, h, n, k)
+        else:
+            scores, indices = self._faiss_search(queries, k)
+        gather = indices[..., None].expand(b, h, n, k, dh).flatten(2, 3)  # (b, h, n*k, dh)
+        keys = self.keys.gather(2, gather).view(b, h, n, k, dh)
+        values = self.values.gather(2, gather).view(b, h, n, k, dh)
+        return SearchResult(keys, values, scores, indices)
+
+    def doc_ids_at(self, indices: torch.Tensor) -> torch.Tensor:
+        """Document id of each slot index from :meth:`search`, same shape as ``indices``."""
+        b = indices.shape[0]
+        flat = indices.reshape(b, -1)
+        return self.doc_ids.gather(1, flat).view_as(indices)
+
+    def all_items(self):
+        """Every slot as shared memory: keys/values ``(b, h, capacity, dh)`` and a ``(b, capacity)``
+        validity mask. This is dense memory attention's view (k = all memory)."""
+        return self.keys, self.values, self.valid
+
+    def _check(self, x: torch.Tensor, name: str):
+        if x.dim() != 4:
+            raise ValueError(f"{name} must be (b, h, n, dh), got shape {tuple(x.shape)}")
+        b, h, n, dh = x.shape
+        if (b, h, dh) != (self.batch_size, self.num_heads, self.head_dim):
+            raise ValueError(f"{name} of shape {tuple(x.shape)} does not fit this memory: expected "
+                             f"(b, h, n, dh) = ({self.batch_size}, {self.num_heads}, n, {self.head_dim})")
+        if not x.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
+        return b, h, n, dh
+
+    def _faiss_search(self, queries: torch.Tensor, k: int):
+        faiss = _import_faiss()
+        b, h, n, _ = queries.shape
+        scores = torch.full((b, h, n, k), float("-inf"))
+        indices = torch.zeros((b, h, n, k), dtype=torch.long)
+        q_np = queries.detach().float().cpu().numpy()
+        for row in range(b):
+            size = int(self.sizes[row])
+            if size == 0:
+                continue
+            for head in range(h):
+                index = self._faiss_cache.get((row, head))
+                if index is None:
+                    if self.backend == "faiss":
+                        index = faiss.IndexFlatIP(self.head_dim)
+                    else:
+                        index = faiss.IndexHNSWFlat(self.head_dim, 32, faiss.METRIC_INNER_PRODUCT)
+                    index.add(self.keys[row, head, :size].float().cpu().numpy())
+                    self._faiss_cache[(row, head)] = index
+                found_scores, found = index.search(q_np[row, head], min(k, size))
+                kk = found.shape[1]
+                scores[row, head, :, :kk] = torch.from_numpy(found_scores)
+                indices[row, head, :, :kk] = torch.from_numpy(found).long().clamp(min=0)
+                scores[row, head, :, :kk][torch.from_numpy(found) < 0] = float("-inf")
+        return scores.to(queries.device), indices.to(queries.device)
+
+
+def _import_faiss():
+    try:
+        import faiss
+    except ImportError as err:
+        raise ImportError("the faiss backends need faiss-cpu: pip install 'fot-edu[faiss]'") from err
+    return faiss

@@ -1,0 +1,250 @@
+r"""A small decoder-only transformer whose chosen layers are FoT memory layers.
+
+Paper: Focused Transformer App. B.1 and C (small-model setup), §3.1 (memory layers), §4.1 and
+§5.1 (long inputs processed window by window).
+
+The architecture is a pre-norm transformer (``x + attn(norm(x))``, ``x + mlp(norm(x))``). Most
+layers are ordinary causal self-attention over the current window with rotary position embeddings
+(RoPE). The layers listed in ``ModelConfig.memory_layers`` (one at about 2/3 of the depth by
+default: the paper's layer 8 of 12) are **memory layers**:
+
+* no positional encoding at all (as in the Memorizing Transformer's small models): a memory key
+  from 10,000 tokens ago has no meaningful position relative to the query;
+* queries and keys are L2-normalised and the logit is :math:`\tau_h\,\langle\hat q, \hat k\rangle`
+  with a learnable temperature :math:`\tau_h` per head. The memory then stores unit keys, so a
+  kNN search by inner product is a cosine search;
+* they attend to the window's causal keys plus extra keys: the ``C_prev`` windows chosen by
+  crossbatch (training, ``fot_edu.crossbatch``) or items found in a ``KNNMemory`` (inference).
+
+One forward, three modes, chosen by the arguments:
+
+================================  =========================================================
+call                              what memory layers attend
+================================  =========================================================
+``model(tokens)``                 only the window itself (vanilla / memory off)
+``model(pairs, d=4)``             crossbatch: ``pairs`` is ``(b, 2, n)`` = (C_prev, C_curr)
+``model(window, memories=...)``   streaming: top-``k`` (or all, ``k=None``) of a KNNMemory,
+                                  then the window's own keys are added to it
+================================  =========================================================
+
+A ``memory_kind="mt"`` model replaces eq. 1 by the Memorizing Transformer's gated pair of
+softmaxes (``fot_edu.attention.mt_attention``) and detaches its memory.
+
+Differences from LongLLaMA: LongLLaMA (3B, fine-tuned from OpenLLaMA) keeps RoPE in its memory
+layers and encodes every memory key as if it sat at position 0; its memory layers are 6, 12, 18 of
+26. Small models from scratch do well without positions in memory layers, as here.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from .attention import memory_attention, mt_attention
+from .config import ModelConfig
+from .crossbatch import crossbatch_memory
+from .memory import KNNMemory
+
+
+@dataclass
+class LayerTrace:
+    """What a memory layer did, for evaluation and plots (only with ``trace=True``)."""
+    queries: torch.Tensor  # (b, h, n, dh) unit queries of the window that used memory
+    keys: torch.Tensor  # (b, h, n, dh) unit keys of that window
+    weights: torch.Tensor | None  # (b, h, n, n + M): local part first, then memory
+    context_rows: torch.Tensor | None = None  # crossbatch: (b, c) row of each context
+    context_docs: torch.Tensor | None = None  # crossbatch: (b, c) document of each context
+    memory_docs: torch.Tensor | None = None  # streaming: (b, h, n, k) or (b, M) doc of each slot
+    extra: dict = field(default_factory=dict)  # MT: local/memory weights and gate
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor  # (b, n, vocab) or (b, w, n, vocab)
+    traces: dict[int, LayerTrace] = field(default_factory=dict)
+
+
+class RotaryEmbedding(nn.Module):
+    """RoPE: rotate each (even, odd) feature pair of q and k by an angle growing with position."""
+
+    def __init__(self, head_dim: int, max_len: int, base: float):
+        super().__init__()
+        inv_freq = base ** (-torch.arange(0, head_dim, 2).float() / head_dim)
+        angles = torch.outer(torch.arange(max_len).float(), inv_freq)  # (n, dh / 2)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (b, h, n, dh)
+        n = x.shape[-2]
+        cos, sin = self.cos[:n].to(x.dtype), self.sin[:n].to(x.dtype)
+        x1, x2 = x[..., 0::2], x[..., 1::2]
+        rotated = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+        return rotated.flatten(-2)
+
+
+class Attention(nn.Module):
+    """Causal self-attention; a memory layer (``is_memory``) also attends to extra keys."""
+
+    def __init__(self, cfg: ModelConfig, is_memory: bool):
+        super().__init__()
+        self.cfg, self.is_memory = cfg, is_memory
+        self.to_qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.to_out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        if is_memory:
+            self.log_tau = nn.Parameter(torch.full((cfg.n_heads,), math.log(cfg.tau_init)))
+            if cfg.memory_kind == "mt":
+                self.gate_bias = nn.Parameter(torch.zeros(cfg.n_heads))  # g = sigmoid(0) = 0.5
+        else:
+            self.rope = RotaryEmbedding(cfg.head_dim, cfg.max_window, cfg.rope_base)
+
+    def forward(self, x, *, d=None, negatives="neighbours", doc_ids=None, memory=None, k=None,
+                add_to_memory=True, trace=False):
+        q, k_, v = rearrange(self.to_qkv(x), "b n (three h dh) -> three b h n dh", three=3,
+                             h=self.cfg.n_heads)
+        if not self.is_memory:
+            out = F.scaled_dot_product_attention(self.rope(q), self.rope(k_), v, is_causal=True)
+            return self.to_out(rearrange(out, "b h n dh -> b n (h dh)")), None
+        q, k_ = F.normalize(q, dim=-1), F.normalize(k_, dim=-1)
+        q_scaled = q * self.log_tau.exp().view(1, -1, 1, 1).to(q.dtype)
+        if d is not None:
+            out, layer_trace = self._crossbatch(q, q_scaled, k_, v, d, negatives, doc_ids, trace)
+        elif memory is not None:
+            out, layer_trace = self._streaming(q, q_scaled, k_, v, memory, k, doc_ids,
+                                               add_to_memory, trace)
+        else:
+            out, weights = memory_attention(q_scaled, k_, v, scale=1.0, need_weights=trace)
+            layer_trace = LayerTrace(q, k_, weights) if trace else None
+        return self.to_out(rearrange(out, "b h n dh -> b n (h dh)")), layer_trace
+
+    def _attend(self, q_scaled, k, v, mem_k, mem_v, mem_mask, trace):
+        """Eq. 1 (FoT) or the MT gate; MT's memory is never differentiable."""
+        mem_k, mem_v = mem_k.to(q_scaled.dtype), mem_v.to(q_scaled.dtype)
+        if self.cfg.memory_kind == "mt":
+            out, extra = mt_attention(q_scaled, k, v, mem_k.detach(), mem_v.detach(),
+                                      self.gate_bias, mem_mask, scale=1.0)
+            return out, extra["memory"], extra
+        out, weights = memory_attention(q_scaled, k, v, mem_k, mem_v, mem_mask, scale=1.0,
+                                        need_weights=trace)
+        return out, weights, {}
+
+    def _crossbatch(self, q, q_scaled, k, v, d, negatives, doc_ids, trace):
+        split = lambda t: rearrange(t, "(b w) h n dh -> w b h n dh", w=2)  # noqa: E731
+        (q_prev, q_curr), (qs_prev, qs_curr), (k_prev, k_curr), (v_prev, v_curr) = map(
+            split, (q, q_scaled, k, v))
+        if self.cfg.memory_kind == "mt" and d != 1:
+            raise ValueError(f"d={d} is not allowed for a Memorizing Transformer: it trains on its "
+                             f"own previous window only (d=1)")
+        out_prev, _ = memory_attention(qs_prev, k_prev, v_prev, scale=1.0, need_weights=False)
+        mem_k, mem_v, rows, docs = crossbatch_memory(k_prev, v_prev, d, negatives, doc_ids)
+        out_curr, weights, extra = self._attend(qs_curr, k_curr, v_curr, mem_k, mem_v, None, trace)
+        out = rearrange(torch.stack([out_prev, out_curr]), "w b h n dh -> (b w) h n dh")
+        layer_trace = LayerTrace(q_curr, k_curr, weights, rows, docs, extra=extra) if trace else None
+        return out, layer_trace
+
+    def _streaming(self, q, q_scaled, k, v, memory: KNNMemory, top_k, doc_ids, add, trace):
+        if top_k is None:  # dense: every stored item, shared by the row's queries
+            mem_k, mem_v, mem_mask = memory.all_items()
+            mem_docs = memory.doc_ids
+        else:
+            found = memory.search(q, top_k)
+            mem_k, mem_v, mem_mask = found.keys, found.values, found.scores.isfinite()
+            mem_docs = memory.doc_ids_at(found.indices)
+        out, weights, extra = self._attend(q_scaled, k, v, mem_k, mem_v, mem_mask, trace)
+        layer_trace = LayerTrace(q, k, weights, memory_docs=mem_docs.clone(), extra=extra) if trace else None
+        if add:
+            memory.add(k, v, doc_ids)
+        return out, layer_trace
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, is_memory: bool):
+        super().__init__()
+        self.norm_attn = nn.LayerNorm(cfg.d_model)
+        self.attn = Attention(cfg, is_memory)
+        self.norm_mlp = nn.LayerNorm(cfg.d_model)
+        self.mlp = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(),
+                                 nn.Linear(cfg.d_ff, cfg.d_model), nn.Dropout(cfg.dropout))
+
+    def forward(self, x, **attn_kwargs):
+        attn_out, layer_trace = self.attn(self.norm_attn(x), **attn_kwargs)
+        x = x + attn_out
+        return x + self.mlp(self.norm_mlp(x)), layer_trace
+
+
+class FoTModel(nn.Module):
+    """Decoder-only LM with memory layers at ``cfg.memory_layers`` (see module docstring)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg, i in cfg.memory_layers) for i in range(cfg.n_layers))
+        self.norm_out = nn.LayerNorm(cfg.d_model)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.lm_head.weight = self.embed.weight  # tied input/output embeddings
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, tokens: torch.Tensor, *, d: int | None = None, negatives: str = "neighbours",
+                doc_ids=None, memories: dict[int, KNNMemory] | None = None, k: int | None = None,
+                add_to_memory: bool = True, trace: bool = False) -> ModelOutput:
+        """Logits for ``tokens`` ``(b, n)`` or ``(b, w, n)``; see the module docstring for modes.
+
+        ``d``: crossbatch dimension (needs ``(b, 2, n)``). ``memories``: ``{layer: KNNMemory}``
+        for streaming one window (``k=None``: dense, all memory). ``doc_ids``: ``(b,)``.
+        """
+        self._check_tokens(tokens, d, memories)
+        windows = tokens.shape[1] if tokens.dim() == 3 else None
+        x = self.embed(tokens.flatten(0, 1) if windows else tokens)  # (b [w], n, D)
+        traces = {}
+        for i, block in enumerate(self.blocks):
+            memory = memories.get(i) if memories and block.attn.is_memory else None
+            x, layer_trace = block(x, d=d, negatives=negatives, doc_ids=doc_ids, memory=memory,
+                                   k=k, add_to_memory=add_to_memory, trace=trace)
+            if layer_trace is not None:
+                traces[i] = layer_trace
+        logits = self.lm_head(self.norm_out(x))
+        if windows:
+            logits = rearrange(logits, "(b w) n v -> b w n v", w=windows)
+        return ModelOutput(logits, traces)
+
+    def _check_tokens(self, tokens, d, memories):
+        if tokens.dtype not in (torch.long, torch.int, torch.int32, torch.int64):
+            raise ValueError(f"tokens must be integer ids, got dtype {tokens.dtype}")
+        if tokens.dim() not in (2, 3):
+            raise ValueError(f"tokens must be (b, n) or (b, w, n), got shape {tuple(tokens.shape)}")
+        n = tokens.shape[-1]
+        if n > self.cfg.max_window:
+            raise ValueError(f"window of {n} tokens is not allowed: at most max_window="
+                             f"{self.cfg.max_window} (longer inputs: use stream())")
+        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.cfg.vocab_size):
+            raise ValueError(f"token ids must be in 0..{self.cfg.vocab_size - 1}, got "
+                             f"{int(tokens.min())}..{int(tokens.max())}")
+        if d is not None and (tokens.dim() != 3 or tokens.shape[1] != 2):
+            raise ValueError(f"crossbatch (d={d}) needs tokens (b, 2, n) = (C_prev, C_curr), "
+                             f"got shape {tuple(tokens.shape)}")
+        if d is not None and memories:
+            raise ValueError("give either d (crossbatch) or memories (streaming), not both")
+        if d is not None and not self.cfg.memory_layers:
+            raise ValueError("crossbatch needs a model with memory layers (memory_layers is empty)")
+
+    # -- long inputs -----------------------------------------------------------------------------
+
+    def new_memories(self, batch_size: int, capacity: int, backend: str = "exact"):
+        """One empty ``KNNMemory`` per memory layer, on the model's device."""
+        device = self.embed.weight.device
+        return {i: KNNMemory(batch_size, self.cfg.n_heads, self.cfg.head_dim, capacity, backend,
+                             device=device) for i in self.cfg.memory_layers}

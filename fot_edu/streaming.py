@@ -1,0 +1,82 @@
+r"""Long inputs, window by window: fill a kNN memory as you read, then answer.
+
+Paper: Focused Transformer §4.1 and §5.1; the passkey experiment of Fig. 1.
+
+A model trained on windows of ``n`` tokens reads an input of length :math:`L \gg n` as
+:math:`\lceil L / n \rceil` windows. For each window, every memory layer first **searches** its
+``KNNMemory`` with the window's queries (top-``k``, or everything with ``k=None``: dense), attends
+to what it found plus the window's causal keys, and only then **adds** the window's own keys and
+values. Ordinary layers see the current window alone. So the effective context is the memory's
+capacity, not the training window: that is how FoT extends context (LongLLaMA: 8k training,
+256k at inference).
+
+``generate`` does the same with a prompt, then decodes greedily: the unfinished last window is
+the local context; whenever it holds ``n`` tokens it is pushed into memory and a new one starts.
+"""
+from __future__ import annotations
+
+import torch
+
+from .memory import KNNMemory
+from .model import FoTModel
+
+
+@torch.no_grad()
+def stream_logits(model: FoTModel, tokens: torch.Tensor, window: int,
+                  memories: dict[int, KNNMemory] | None = None, k: int | None = None,
+                  doc_ids: torch.Tensor | None = None, capacity: int | None = None,
+                  reset: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits ``(b, L, vocab)`` for ``tokens`` ``(b, L)`` read ``window`` tokens at a time.
+
+    ``memories``: per-layer stores to read and fill (made here with ``capacity`` slots, default
+    all of ``L``, when not given). ``k=None``: dense memory attention. ``doc_ids`` ``(b,)`` is
+    stored beside every key. ``reset`` ``(b, num_windows)`` bool clears a row's memory before
+    that window (single-document evaluation at a document boundary).
+    """
+    if tokens.dim() != 2:
+        raise ValueError(f"tokens must be (b, L), got shape {tuple(tokens.shape)}")
+    if not isinstance(window, int) or not 1 <= window <= model.cfg.max_window:
+        raise ValueError(f"window={window!r} is not allowed: an integer in 1..{model.cfg.max_window}")
+    b, length = tokens.shape
+    if memories is None:
+        memories = model.new_memories(b, capacity or max(length, 1))
+    starts = range(0, length, window)
+    if reset is not None and tuple(reset.shape) != (b, len(starts)):
+        raise ValueError(f"reset must be (b, num_windows) = ({b}, {len(starts)}), got {tuple(reset.shape)}")
+    logits = []
+    for j, start in enumerate(starts):
+        if reset is not None and reset[:, j].any():
+            for memory in memories.values():
+                memory.clear(reset[:, j])
+        out = model(tokens[:, start:start + window], memories=memories, k=k, doc_ids=doc_ids)
+        logits.append(out.logits)
+    return torch.cat(logits, dim=1)
+
+
+@torch.no_grad()
+def generate(model: FoTModel, prompt: torch.Tensor, max_new_tokens: int, window: int,
+             k: int | None = None, capacity: int | None = None, stop_token: int | None = None):
+    """Greedy continuation of ``prompt`` ``(b, L)``: ``(b, max_new_tokens)`` new token ids.
+
+    The prompt's full windows go into memory; the rest is the local context of the first step.
+    """
+    if prompt.dim() != 2 or prompt.shape[1] == 0:
+        raise ValueError(f"prompt must be (b, L) with L >= 1, got shape {tuple(prompt.shape)}")
+    b, length = prompt.shape
+    memories = model.new_memories(b, capacity or length + max_new_tokens)
+    full = (length - 1) // window * window  # keep at least one token as local context
+    if full:
+        stream_logits(model, prompt[:, :full], window, memories, k)
+    local = prompt[:, full:]
+    new_tokens = []
+    for _ in range(max_new_tokens):
+        logits = model(local, memories=memories, k=k, add_to_memory=False).logits
+        next_token = logits[:, -1].argmax(dim=-1, keepdim=True)
+        new_tokens.append(next_token)
+        local = torch.cat([local, next_token], dim=1)
+        if local.shape[1] > window:  # the window is full: it becomes memory
+            model(local[:, :window], memories=memories, k=k)
+            local = local[:, window:]
+        if stop_token is not None and bool((next_token == stop_token).all()):
+            break
+    return torch.cat(new_tokens, dim=1)
