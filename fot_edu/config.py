@@ -198,8 +198,8 @@ PRESETS: dict[str, callable] = {
     # smoke-sized: seconds on a CPU, used by tests and FOT_EDU_FAST=1
     "tiny-fot": lambda: TrainConfig(
         model=ModelConfig(n_layers=2, d_model=32, n_heads=2, d_ff=64, memory_layers=(1,)),
-        data=DataConfig(task="dictionary", window=24, num_symbols=8, key_len=1, value_len=1,
-                        entries_per_window=6),
+        data=DataConfig(task="dictionary", window=24, num_symbols=16, key_len=2, value_len=1,
+                        entries_per_window=4),
         d_schedule=((0, 1), (20, 2)), batch_size=8, steps=40, warmup_steps=5, eval_every=20,
         checkpoint_every=20, eval_batches=2),
 }

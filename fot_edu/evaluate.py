@@ -1,0 +1,176 @@
+r"""Measuring distraction, and what memory buys: r_d, accuracy and perplexity with distractors.
+
+Paper: Focused Transformer §3.3 (the distraction issue, Fig. 3), §5.1-5.2 (perplexity and
+dictionary lookup as memory grows).
+
+**r_d.** Give a memory layer its own ``C_prev`` plus the ``C_prev`` of ``d - 1`` other documents,
+exactly as crossbatch training does, and look at its attention weights :math:`w` on those extra
+keys (local keys excluded):
+
+.. math:: r_d = \frac{\sum_{j \in \text{own } C_\text{prev}} w_j}{\sum_{j \in \text{all } d \text{ contexts}} w_j},
+
+averaged over queries and heads. A model that cannot tell its own context from the others spreads
+the mass evenly, :math:`r_d \approx 1/d`; a focused one keeps it on its own document. The paper
+shows that a model trained without crossbatch negatives (d=1) drifts towards 1/d as d grows, and
+that FoT training keeps r_d high.
+
+**With distractors in memory** (streaming inference): load the definition windows (or previous
+contexts) of ``N`` other documents into a ``KNNMemory`` beside the own ``C_prev``, then read
+``C_curr``. We report the value-token accuracy (dictionary) or perplexity (corpora), and the
+share of memory attention that lands on the own document.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .config import TrainConfig
+from .crossbatch import context_mass
+from .model import FoTModel
+
+IGNORE = -100
+
+
+def _memory_layer(model: FoTModel, layer: int | None) -> int:
+    layers = model.cfg.memory_layers
+    if not layers:
+        raise ValueError("this model has no memory layer (a vanilla model): nothing to measure")
+    if layer is None:
+        return layers[0]
+    if layer not in layers:
+        raise ValueError(f"layer={layer!r} is not a memory layer: choose one of {layers}")
+    return layer
+
+
+def _mean_over(values: torch.Tensor, query_mask: torch.Tensor | None) -> float:
+    """Mean of ``(b, h, n)`` values over heads and the queries where ``query_mask`` ``(b, n)``."""
+    if query_mask is None:
+        return values.mean().item()
+    weights = query_mask[:, None, :].expand_as(values).float()
+    return ((values * weights).sum() / weights.sum().clamp(min=1)).item()
+
+
+@torch.no_grad()
+def distraction_ratio(model: FoTModel, tokens: torch.Tensor, d: int, *, query_mask=None,
+                      layer: int | None = None) -> float:
+    """The paper's r_d on pairs ``tokens`` ``(b, 2, n)``: own ``C_prev`` plus ``d - 1`` others.
+
+    ``query_mask`` ``(b, n)``: average only over these ``C_curr`` queries (e.g. answer positions).
+    """
+    layer = _memory_layer(model, layer)
+    n = tokens.shape[-1]
+    trace = model.eval()(tokens, d=d, trace=True).traces[layer]
+    n_local = trace.weights.shape[-1] - d * n  # MT traces its memory softmax alone: no local part
+    mass = context_mass(trace.weights.float(), n_local, d)  # (b, h, n, d)
+    ratio = mass[..., 0] / mass.sum(-1).clamp(min=1e-12)
+    return _mean_over(ratio, query_mask)
+
+
+def answer_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """Share of target tokens (targets != -100) predicted exactly by argmax."""
+    mask = targets != IGNORE
+    if not mask.any():
+        raise ValueError("no target tokens to score (every target is -100)")
+    return (logits.argmax(-1)[mask] == targets[mask]).float().mean().item()
+
+
+@torch.no_grad()
+def read_with_memory(model: FoTModel, contexts: torch.Tensor, context_ids: torch.Tensor,
+                     query: torch.Tensor, query_ids: torch.Tensor, k: int | None = None,
+                     layer: int | None = None):
+    """Stream ``contexts`` ``(b, c, n)`` into fresh memories, then read ``query`` ``(b, n)``.
+
+    Each context window goes through the model on its own (its keys computed in its own local
+    context) and is added to memory with its document id ``context_ids`` ``(b, c)``. Returns the
+    query's logits ``(b, n, vocab)`` and the share of memory attention per query that lands on
+    the query's own document, ``(b, h, n)``.
+    """
+    layer = _memory_layer(model, layer)
+    b, c, n = contexts.shape
+    memories = model.new_memories(b, max(1, c * n))
+    for j in range(c):
+        model(contexts[:, j], memories=memories, k=k, doc_ids=context_ids[:, j])
+    out = model(query, memories=memories, k=k, doc_ids=query_ids, add_to_memory=False, trace=True)
+    trace = out.traces[layer]
+    weights = trace.weights.float()
+    memory_weights = weights[..., weights.shape[-1] - _num_memory_slots(trace):]
+    docs = trace.memory_docs  # (b, M) dense or (b, h, n, k) top-k
+    if docs.dim() == 2:
+        docs = docs[:, None, None, :].expand_as(memory_weights)
+    own = (memory_weights * (docs == query_ids.view(b, 1, 1, 1))).sum(-1)
+    return out.logits, own / memory_weights.sum(-1).clamp(min=1e-12)
+
+
+def _num_memory_slots(trace) -> int:
+    docs = trace.memory_docs
+    return docs.shape[-1]
+
+
+def _move(batch, device):
+    return {name: getattr(batch, name).to(device) for name in vars(batch)}
+
+
+@torch.no_grad()
+def dictionary_accuracy(model: FoTModel, cfg: TrainConfig, distractors=(0, 1, 3, 7, 15, 31, 63),
+                        *, batch_size: int = 32, batches: int = 2, k: int | None = None,
+                        seed: int = 1234, device="cpu") -> dict:
+    """Value-token accuracy and own-document attention mass ``r`` with N distractors in memory.
+
+    Returns ``{"accuracy": {N: a}, "r": {N: r}}`` (``r`` is left out for N = 0, where all
+    memory is the own document, and for models without memory).
+    """
+    from .tasks import dictionary_eval_batch
+
+    results = {"accuracy": {}, "r": {}}
+    model = model.to(device).eval()
+    for num in distractors:
+        accs, rs = [], []
+        for i in range(batches):
+            batch = _move(dictionary_eval_batch(cfg.data, batch_size, num, seed=seed + i), device)
+            tokens, targets = batch["tokens"], batch["targets"]
+            if not model.cfg.memory_layers:  # vanilla: C_curr alone, nothing to read
+                logits = model(tokens[:, 1]).logits
+                accs.append(answer_accuracy(logits, targets[:, 1]))
+                continue
+            contexts = torch.cat([batch["distractors"], tokens[:, :1]], dim=1)
+            ids = torch.cat([batch["distractor_ids"], batch["doc_ids"][:, None]], dim=1)
+            logits, own = read_with_memory(model, contexts, ids, tokens[:, 1], batch["doc_ids"], k)
+            accs.append(answer_accuracy(logits, targets[:, 1]))
+            rs.append(_mean_over(own, targets[:, 1] != IGNORE))
+        results["accuracy"][num] = sum(accs) / len(accs)
+        if rs and num > 0:
+            results["r"][num] = sum(rs) / len(rs)
+    return results
+
+
+@torch.no_grad()
+def perplexity_with_distractors(model: FoTModel, cfg: TrainConfig, distractors=(0, 7, 15), *,
+                                batches: int = 4, k: int | None = None, seed: int = 1234,
+                                device="cpu") -> dict:
+    """Perplexity of held-out ``C_curr`` windows with the own ``C_prev`` plus ``N`` other
+    documents' ``C_prev`` in memory; ``"no_memory"``: ``C_curr`` read alone."""
+    from .datasets import training_batch
+
+    model = model.to(device).eval()
+    batch_size = max(16, max(distractors) + 1)
+    totals = {"no_memory": [0.0, 0]} | {num: [0.0, 0] for num in distractors}
+    for i in range(batches):
+        batch = training_batch(cfg.data, "eval", batch_size, step=seed + i, seed=cfg.seed)
+        tokens, targets, doc_ids = (t.to(device) for t in (batch.tokens, batch.targets, batch.doc_ids))
+        mask = targets[:, 1] != IGNORE
+        settings = [("no_memory", None)] + [(num, num) for num in distractors]
+        for name, num in settings:
+            if num is None or not model.cfg.memory_layers:
+                logits = model(tokens[:, 1]).logits
+            else:
+                others = (torch.arange(batch_size, device=device)[:, None]
+                          + torch.arange(1, num + 1, device=device)[None, :]) % batch_size
+                contexts = torch.cat([tokens[others, 0], tokens[:, None, 0]], dim=1)
+                ids = torch.cat([doc_ids[others], doc_ids[:, None]], dim=1)
+                logits, _ = read_with_memory(model, contexts, ids, tokens[:, 1], doc_ids, k)
+            nll = F.cross_entropy(logits.float()[mask], targets[:, 1][mask], reduction="sum")
+            totals[name][0] += nll.item()
+            totals[name][1] += int(mask.sum())
+    return {"perplexity": {name: math.exp(s / max(c, 1)) for name, (s, c) in totals.items()}}

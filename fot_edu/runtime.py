@@ -1,0 +1,33 @@
+"""Where code runs: cuda with bf16 autocast when there is a GPU, the CPU otherwise.
+
+``FOT_EDU_DEVICE`` overrides the choice (``cpu``, ``cuda``, ``cuda:1``); ``FOT_EDU_FAST=1``
+asks notebooks and experiments for smoke-sized runs (CI sets it). No code change is needed to move
+between a laptop and a GPU machine.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+
+def default_device(requested: str | None = None) -> torch.device:
+    """``requested``, else ``$FOT_EDU_DEVICE``, else cuda if available, else cpu."""
+    name = requested or os.environ.get("FOT_EDU_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} is not available here: no CUDA GPU is visible (use 'cpu')")
+    return device
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on cuda (fast and numerically safe for training); plain fp32 on the CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def fast_mode() -> bool:
+    """True when ``FOT_EDU_FAST=1``: every notebook and experiment shrinks to a smoke run."""
+    return os.environ.get("FOT_EDU_FAST", "0") not in ("", "0", "false", "False")

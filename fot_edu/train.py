@@ -1,0 +1,194 @@
+r"""Training: crossbatch (FoT, any d), plain (vanilla, no memory) or streaming (MT).
+
+Paper: Focused Transformer §3.2 and App. C.
+
+The loop knows nothing about the task: it asks ``batch_fn(step)`` for a batch of ``(b, 2, n)``
+token windows (``C_prev``, ``C_curr`` of ``b`` documents) with next-token targets, and minimises
+the ordinary language-modelling loss over both windows. What differs between the models is only
+what their memory layers attend:
+
+=============  ===================================================================
+``mode``       memory layers of ``C_curr`` attend
+=============  ===================================================================
+``plain``      nothing beyond the window (vanilla transformer)
+``crossbatch`` own ``C_prev`` + ``d - 1`` other documents' ``C_prev``, differentiably
+``mt``         own ``C_prev`` only, detached, through the MT gate: streaming two windows
+=============  ===================================================================
+
+``d`` may follow a schedule (``TrainConfig.d_schedule``): the paper warns that a large ``d``
+from the start makes the model ignore its previous context, so we ramp it up (1 -> 2 -> 4 -> 8).
+
+Optimiser: AdamW with linear warm-up and cosine decay. Checkpoints every ``checkpoint_every``
+steps (atomic, safe; ``fot_edu.checkpoint``); ``resume=True`` continues from the last one. Every
+batch is a pure function of ``(seed, step)``, and dropout is off by default, so a resumed CPU run
+follows the same loss trajectory as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, load_state_into, save_checkpoint
+from .config import TrainConfig
+from .model import FoTModel
+from .runtime import autocast, default_device
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    model: FoTModel
+    config: TrainConfig
+    history: list[dict] = field(default_factory=list)  # one row per step: step, loss, lr, d, ...
+    evals: list[dict] = field(default_factory=list)  # one row per evaluation: step, eval_loss
+    checkpoint: Path | None = None
+
+
+def with_task_vocab(cfg: TrainConfig) -> TrainConfig:
+    """The config with ``model.vocab_size`` set to what the data task needs."""
+    from .datasets import vocab_size
+
+    return cfg.replace(model__vocab_size=vocab_size(cfg.data))
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at the last step."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
+
+
+def make_optimizer(model: FoTModel, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only (not on norms, temperatures, gates)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+
+
+def batch_loss(model: FoTModel, cfg: TrainConfig, batch, step: int):
+    """LM loss of one batch in the config's mode: ``(loss, logits)``."""
+    tokens, targets = batch.tokens, batch.targets
+    if cfg.mode == "plain":
+        out = model(tokens)
+    elif cfg.mode == "mt":
+        out = model(tokens, d=1, doc_ids=batch.doc_ids)
+    else:
+        out = model(tokens, d=cfg.d_at(step), negatives=cfg.negatives, doc_ids=batch.doc_ids)
+    logits = out.logits.float()
+    if not (targets != -100).any():
+        raise ValueError("batch has no target tokens (every target is -100)")
+    loss = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=-100)
+    return loss, logits
+
+
+def default_batch_fn(cfg: TrainConfig, split: str) -> Callable[[int], object]:
+    from .datasets import training_batch
+
+    return lambda step: training_batch(cfg.data, split, cfg.batch_size, step, seed=cfg.seed)
+
+
+@torch.no_grad()
+def evaluate_loss(model, cfg: TrainConfig, batch_fn, step: int, device) -> float:
+    """Mean LM loss over ``cfg.eval_batches`` held-out batches (d as at ``step``)."""
+    model.eval()
+    losses = []
+    for i in range(cfg.eval_batches):
+        batch = _to(batch_fn(i), device)
+        with autocast(device):
+            losses.append(batch_loss(model, cfg, batch, step)[0].item())
+    model.train()
+    return sum(losses) / len(losses)
+
+
+def _to(batch, device):
+    for name in ("tokens", "targets", "doc_ids"):
+        setattr(batch, name, getattr(batch, name).to(device))
+    return batch
+
+
+def train(cfg: TrainConfig, *, out_dir=None, resume: bool = False, device=None,
+          batch_fn: Callable[[int], object] | None = None,
+          eval_batch_fn: Callable[[int], object] | None = None,
+          progress: bool = True, callback: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train a model from ``cfg``; returns the model and its loss history.
+
+    Args:
+        out_dir: folder for ``checkpoint.pt`` (written every ``checkpoint_every`` steps and at
+            the end); None keeps everything in memory.
+        resume: continue from ``out_dir/checkpoint.pt`` if it exists.
+        batch_fn / eval_batch_fn: ``step -> Batch``; default: the config's data task.
+        callback: called with each step's history row (live plots in notebooks).
+    """
+    device = default_device(device)
+    if batch_fn is None:
+        cfg = with_task_vocab(cfg)
+        batch_fn = default_batch_fn(cfg, "train")
+        eval_batch_fn = eval_batch_fn or default_batch_fn(cfg, "eval")
+    out_path = None
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        out_path = out_dir / "checkpoint.pt"
+
+    torch.manual_seed(cfg.seed)
+    model = FoTModel(cfg.model).to(device)
+    optimizer = make_optimizer(model, cfg)
+    history, evals, start = [], [], 0
+    if resume and out_path is not None and out_path.exists():
+        state = load_checkpoint(out_path, map_location=device)
+        if state["config"].model != cfg.model:
+            raise ValueError(f"cannot resume from {str(out_path)!r}: it was trained with another "
+                             f"model config ({state['config'].model} vs {cfg.model})")
+        load_state_into(model, state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng_cpu"])
+        history, evals = state["history"], state["extra"].get("evals", [])
+        start = state["step"]
+        log.info("resumed from %s at step %d", out_path, start)
+
+    model.train()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress,
+               desc=f"train {cfg.mode}", dynamic_ncols=True)
+    for step in bar:
+        t0 = time.perf_counter()
+        lr = lr_at(cfg, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = _to(batch_fn(step), device)
+        with autocast(device):
+            loss, _ = batch_loss(model, cfg, batch, step)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower lr={cfg.lr}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        seconds = time.perf_counter() - t0
+        row = {"step": step, "loss": loss.item(), "lr": lr,
+               "d": cfg.d_at(step) if cfg.mode == "crossbatch" else None,
+               "tokens_per_s": batch.tokens.numel() / seconds}
+        if eval_batch_fn is not None and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
+            row["eval_loss"] = evaluate_loss(model, cfg, eval_batch_fn, step, device)
+            evals.append({"step": step, "eval_loss": row["eval_loss"]})
+        history.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", d=row["d"], tok_s=f"{row['tokens_per_s']:.0f}")
+        if callback is not None:
+            callback(row)
+        if out_path is not None and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
+            save_checkpoint(out_path, model, cfg, optimizer=optimizer, step=step + 1,
+                            history=history, extra={"evals": evals})
+    model.eval()
+    return TrainResult(model, cfg, history, evals, out_path)
