@@ -1,0 +1,168 @@
+"""Command line: ``python -m fot_edu {train,eval,demo,data} --help``."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .config import PRESETS, preset
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def cmd_train(args) -> int:
+    from .train import train
+
+    cfg = preset(args.preset)
+    changes = {k: v for k, v in (("steps", args.steps), ("seed", args.seed),
+                                 ("batch_size", args.batch_size)) if v is not None}
+    if changes:
+        cfg = cfg.replace(**changes)
+    out_dir = Path(args.out or Path("runs") / args.preset)
+    result = train(cfg, out_dir=out_dir, resume=args.resume, device=args.device,
+                   progress=not args.quiet)
+    last = result.history[-1]
+    speed = sum(r["tokens_per_s"] for r in result.history[-50:]) / len(result.history[-50:])
+    print(f"trained {args.preset}: {len(result.history)} steps, final loss {last['loss']:.4f}, "
+          f"~{speed:,.0f} tokens/s; checkpoint: {result.checkpoint}")
+    return 0
+
+
+def _print(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+        return
+    for metric, values in result.items():
+        print(metric)
+        for key, value in values.items():
+            print(f"  {key:>10}  {value:.4f}")
+
+
+def cmd_eval(args) -> int:
+    from .checkpoint import load_model
+    from .runtime import default_device
+
+    device = default_device(args.device)
+    model, cfg = load_model(args.checkpoint, device=device)
+    if args.what == "dictionary":
+        from .evaluate import dictionary_accuracy
+
+        if cfg.data.task != "dictionary":
+            raise SystemExit(f"checkpoint {args.checkpoint!r} was trained on {cfg.data.task!r}, not dictionary")
+        res = dictionary_accuracy(model, cfg, args.distractors, k=args.k, batches=args.batches,
+                                  device=device)
+    elif args.what == "distraction":
+        from .datasets import training_batch
+        from .evaluate import distraction_ratio
+
+        b = max(32, max(args.d))
+        values = {}
+        for d in args.d:
+            rs = []
+            for i in range(args.batches):
+                batch = training_batch(cfg.data, "eval", b, step=1000 + i, seed=cfg.seed)
+                rs.append(distraction_ratio(model, batch.tokens.to(device), d,
+                                            query_mask=(batch.targets[:, 1] != -100).to(device)))
+            values[d] = sum(rs) / len(rs)
+        res = {"r_d": values}
+    else:  # perplexity
+        from .evaluate import perplexity_with_distractors
+
+        if cfg.data.task == "dictionary":
+            raise SystemExit("perplexity is for corpus checkpoints; use `eval dictionary` here")
+        res = perplexity_with_distractors(model, cfg, args.distractors, k=args.k,
+                                          batches=args.batches, device=device)
+    _print({m: {str(k): v for k, v in vals.items()} for m, vals in res.items()}, args.json)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """A one-minute tour in the terminal: train the tiny preset with and without crossbatch
+    negatives and print how each one's attention holds up against distractors."""
+    from .evaluate import dictionary_accuracy
+    from .train import train
+
+    rows = []
+    for name, cfg in (("d=1", preset("tiny-fot").replace(d_schedule=())),
+                      ("FoT d=1->2", preset("tiny-fot"))):
+        cfg = cfg.replace(steps=args.steps)
+        result = train(cfg, progress=not args.quiet, device=args.device)
+        res = dictionary_accuracy(result.model, result.config, (0, 3, 7), batch_size=16, batches=1)
+        rows.append((name, res))
+    print(f"{'model':>12}  " + "  ".join(f"acc N={n:<3}" for n in (0, 3, 7)) + "  r(N=7)")
+    for name, res in rows:
+        accs = "  ".join(f"{res['accuracy'][n]:>9.3f}" for n in (0, 3, 7))
+        print(f"{name:>12}  {accs}  {res['r'][7]:.3f}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fot_edu", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a named preset", description="Train a preset; "
+                       f"presets: {', '.join(sorted(PRESETS))}")
+    p.add_argument("--preset", required=True, choices=sorted(PRESETS), metavar="NAME",
+                   help=f"one of {', '.join(sorted(PRESETS))}")
+    p.add_argument("--out", help="checkpoint folder (default runs/PRESET)")
+    p.add_argument("--steps", type=int, help="override the preset's number of steps")
+    p.add_argument("--batch-size", type=int, help="override b, documents per step")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="cpu, cuda (default: cuda if available; $FOT_EDU_DEVICE)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint", description="Evaluate a checkpoint "
+                       "(a path or a shipped name); a table by default, JSON with --json")
+    what = p.add_subparsers(dest="what", required=True)
+    for name, helptext, default in (
+            ("dictionary", "value accuracy and own-document attention r with N distractors",
+             "0,1,3,7,15,31,63"),
+            ("distraction", "the paper's r_d (§3.3) for several d", None),
+            ("perplexity", "perplexity with N distractor documents in memory", "0,7,15")):
+        q = what.add_parser(name, help=helptext, description=helptext)
+        q.add_argument("--checkpoint", required=True, help="path or shipped name, e.g. dict-fot")
+        if default:
+            q.add_argument("--distractors", type=_ints, default=_ints(default), help=f"default {default}")
+            q.add_argument("--k", type=int, default=None, help="top-k retrieval (default: all memory)")
+        else:
+            q.add_argument("--d", type=_ints, default=_ints("2,4,8,16"), help="default 2,4,8,16")
+        q.add_argument("--batches", type=int, default=2, help="evaluation batches (default 2)")
+        q.add_argument("--device")
+        q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("demo", help="a one-minute tour: d=1 vs FoT against distractors")
+    p.add_argument("--steps", type=int, default=300, help="training steps per model (default 300)")
+    p.add_argument("--device")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+    from .datasets import register_cli
+
+    register_cli(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

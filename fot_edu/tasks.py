@@ -1,0 +1,301 @@
+"""Synthetic tasks that only a model with working memory can solve: dictionary lookup and passkey.
+
+**Dictionary lookup** (paper §5.2, App. D). A document is a list of definitions ``<k> key <v>
+value`` followed, in later windows, by questions ``<q> key <v> value`` about keys defined earlier.
+The local window holds the question but not the definition, so the value can only come from
+memory. Loss and accuracy count only the value tokens after ``<q>``: everything else is random.
+Crossbatch training (§3.2) makes it harder on purpose: the memory layer also sees other documents'
+definitions, with *different* values for *other* keys, and must pick its own.
+
+A document of ``w`` windows of ``n`` tokens, ``E = entries_per_window`` entries per window:
+
+| window       | holds                                                                       |
+|--------------|-----------------------------------------------------------------------------|
+| 0 (C_prev)   | ``E`` definitions of fresh keys                                             |
+| 1 .. w-2     | ``ceil(E/2)`` questions on earlier windows' keys + fresh definitions, mixed |
+| w-1 (C_curr) | ``E`` questions about keys of earlier windows, in shuffled order            |
+
+With ``w = 2`` (crossbatch training) that is: C_prev defines, C_curr asks about every key of C_prev.
+Every key is distinct within a document; ``<pad>`` fills each window after its entries.
+
+Vocabulary: symbols ``0 .. S-1``, then ``<k> = S``, ``<v> = S+1``, ``<q> = S+2``, ``<pad> = S+3``.
+
+**Passkey retrieval** (Fig. 1; template of Mohtashami & Jaggi 2023): a random number K hidden in
+a long stretch of filler text, asked for at the end. :func:`passkey_prompt` builds it exactly,
+:func:`filler_chars_for_tokens` sizes it to a token budget, :func:`score_passkey` grades an answer.
+
+Differences from the paper: 32 symbols and keys/values of 2 tokens by default (paper: 64 symbols,
+4 tokens) so a 3-layer model learns the task on a CPU in minutes.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fot_edu.config import DataConfig
+
+IGNORE = -100
+
+
+# ---------------------------------------------------------------------------------------------
+# dictionary lookup
+
+@dataclass(frozen=True)
+class DictionaryVocab:
+    """Token ids of the dictionary task for ``num_symbols`` symbols."""
+
+    num_symbols: int
+
+    @property
+    def k(self) -> int:
+        return self.num_symbols
+
+    @property
+    def v(self) -> int:
+        return self.num_symbols + 1
+
+    @property
+    def q(self) -> int:
+        return self.num_symbols + 2
+
+    @property
+    def pad(self) -> int:
+        return self.num_symbols + 3
+
+    @property
+    def size(self) -> int:
+        return self.num_symbols + 4
+
+    def name(self, token: int) -> str:
+        markers = {self.k: "<k>", self.v: "<v>", self.q: "<q>", self.pad: "<pad>"}
+        return markers.get(int(token), str(int(token)))
+
+
+@dataclass(eq=False)
+class DictionaryDocument:
+    """One synthetic document: ``tokens`` and loss ``targets``, both ``(w * n,)`` long."""
+
+    id: int
+    name: str
+    tokens: torch.Tensor
+    targets: torch.Tensor
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.tokens.shape[0])
+
+
+def _entry_len(cfg: DataConfig) -> int:
+    return 2 + cfg.key_len + cfg.value_len
+
+
+def _check_dictionary(cfg: DataConfig) -> None:
+    if cfg.task != "dictionary":
+        raise ValueError(f"task={cfg.task!r} is not allowed here: 'dictionary'")
+
+
+def _key_codes_to_digits(codes: np.ndarray, cfg: DataConfig) -> np.ndarray:
+    """Integer key codes in ``0 .. S**key_len - 1`` -> ``(..., key_len)`` symbols, base S."""
+    powers = cfg.num_symbols ** np.arange(cfg.key_len - 1, -1, -1)
+    return (codes[..., None] // powers) % cfg.num_symbols
+
+
+def _draw_keys(count: int, cfg: DataConfig, rng: np.random.Generator, what: str) -> np.ndarray:
+    space = cfg.num_symbols ** cfg.key_len
+    if count > space:
+        raise ValueError(f"{what} needs {count} distinct keys but num_symbols={cfg.num_symbols} "
+                         f"and key_len={cfg.key_len} give only {space}: raise "
+                         f"num_symbols or key_len, or ask for fewer entries")
+    return _key_codes_to_digits(rng.choice(space, size=count, replace=False), cfg)
+
+
+def _window(entries: list[tuple[int, np.ndarray, np.ndarray]], cfg: DataConfig) -> np.ndarray:
+    """``[(marker, key, value), ...]`` -> one window ``(n,)``: entries, then ``<pad>``."""
+    vocab = DictionaryVocab(cfg.num_symbols)
+    out = np.full(cfg.window, vocab.pad, dtype=np.int64)
+    pos = 0
+    for marker, key, value in entries:
+        row = np.concatenate([[marker], key, [vocab.v], value])
+        out[pos:pos + len(row)] = row
+        pos += len(row)
+    return out
+
+
+def answer_mask(tokens: torch.Tensor, cfg: DataConfig) -> torch.Tensor:
+    """True at the value tokens of questions (the ``value_len`` tokens after ``<q> key <v>``).
+
+    ``tokens``: ``(..., L)``; entries never cross the last axis, so windows or whole documents work.
+    """
+    vocab = DictionaryVocab(cfg.num_symbols)
+    is_q = tokens == vocab.q
+    mask = torch.zeros_like(is_q)
+    for offset in range(cfg.key_len + 2, cfg.key_len + 2 + cfg.value_len):
+        mask[..., offset:] |= is_q[..., :-offset]
+    return mask
+
+
+def answer_targets(tokens: torch.Tensor, cfg: DataConfig) -> torch.Tensor:
+    """Next-token targets that are ``-100`` except where the next token is an answer value token."""
+    mask = answer_mask(tokens, cfg)
+    targets = torch.full_like(tokens, IGNORE)
+    targets[..., :-1] = torch.where(mask[..., 1:], tokens[..., 1:], IGNORE)
+    return targets
+
+
+def make_dictionary_document(cfg: DataConfig, windows: int, rng: np.random.Generator,
+                             doc_id: int = 0) -> DictionaryDocument:
+    """A document of ``windows`` windows laid out as in the table of the module docstring."""
+    _check_dictionary(cfg)
+    if windows < 2:
+        raise ValueError(f"windows={windows!r} is not allowed: at least 2 (definitions, questions)")
+    vocab = DictionaryVocab(cfg.num_symbols)
+    E = cfg.entries_per_window
+    asked_mid = math.ceil(E / 2)
+    fresh = [E] + [E - asked_mid] * (windows - 2) + [0]
+    keys = _draw_keys(sum(fresh), cfg, rng, f"a document of {windows} windows")
+    values = rng.integers(0, cfg.num_symbols, size=(len(keys), cfg.value_len))
+    out, defined, next_key = [], [], 0
+    for j in range(windows):
+        asked = 0 if j == 0 else (E if j == windows - 1 else asked_mid)
+        entries = [(vocab.q, keys[i], values[i])
+                   for i in rng.choice(defined, size=asked, replace=False)] if asked else []
+        new = list(range(next_key, next_key + fresh[j]))
+        entries += [(vocab.k, keys[i], values[i]) for i in new]
+        order = rng.permutation(len(entries)) if j > 0 else range(len(entries))
+        out.append(_window([entries[i] for i in order], cfg))
+        defined += new
+        next_key += fresh[j]
+    tokens = torch.from_numpy(np.concatenate(out))
+    return DictionaryDocument(id=doc_id, name=f"dictionary-{doc_id}", tokens=tokens,
+                              targets=answer_targets(tokens, cfg))
+
+
+def dictionary_documents(cfg: DataConfig, count: int, windows: int = 2, seed: int = 0,
+                         first_id: int = 0) -> list[DictionaryDocument]:
+    """``count`` documents, a pure function of the arguments (for streaming evaluation)."""
+    rng = np.random.default_rng([int(seed), 11])
+    return [make_dictionary_document(cfg, windows, rng, first_id + i) for i in range(count)]
+
+
+@dataclass
+class DictionaryEvalBatch:
+    """Own documents plus distractors' definitions, for evaluation with a crowded memory.
+
+    ``tokens``/``targets``: ``(b, 2, n)`` own (C_prev, C_curr); ``distractors``: ``(b, N, n)``
+    definition windows of N other documents (load them into memory too); ``doc_ids``: ``(b,)``;
+    ``distractor_ids``: ``(b, N)``. No key is defined twice in a row's memory.
+    """
+
+    tokens: torch.Tensor
+    targets: torch.Tensor
+    distractors: torch.Tensor
+    doc_ids: torch.Tensor
+    distractor_ids: torch.Tensor
+
+
+def dictionary_eval_batch(cfg: DataConfig, batch_size: int, num_distractors: int,
+                          seed: int = 0) -> DictionaryEvalBatch:
+    """``batch_size`` eval documents, each with ``num_distractors`` other documents' definitions.
+
+    Per row, the keys of the own document and of all its distractors are drawn together without
+    replacement, so a distractor never redefines a key the question asks about: a wrong answer
+    is the memory's fault, not the data's.
+    """
+    _check_dictionary(cfg)
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size={batch_size!r} is not allowed: a positive integer")
+    if not (isinstance(num_distractors, int) and num_distractors >= 0):
+        raise ValueError(f"num_distractors={num_distractors!r} is not allowed: an integer >= 0")
+    vocab = DictionaryVocab(cfg.num_symbols)
+    E, N = cfg.entries_per_window, num_distractors
+    rng = np.random.default_rng([int(seed), 13])
+    own, distractors = [], []
+    for _ in range(batch_size):
+        keys = _draw_keys((N + 1) * E, cfg, rng, f"num_distractors={N} (own + distractors)")
+        values = rng.integers(0, cfg.num_symbols, size=(len(keys), cfg.value_len))
+        defs = [(vocab.k, keys[i], values[i]) for i in range(E)]
+        asks = [(vocab.q, keys[i], values[i]) for i in rng.permutation(E)]
+        own.append(np.stack([_window(defs, cfg), _window(asks, cfg)]))
+        distractors.append(np.stack([
+            _window([(vocab.k, keys[i], values[i]) for i in range(E * (t + 1), E * (t + 2))], cfg)
+            for t in range(N)]) if N else np.zeros((0, cfg.window), dtype=np.int64))
+    tokens = torch.from_numpy(np.stack(own))
+    ids = torch.arange(batch_size * (N + 1)).reshape(batch_size, N + 1)
+    return DictionaryEvalBatch(tokens=tokens, targets=answer_targets(tokens, cfg),
+                               distractors=torch.from_numpy(np.stack(distractors)),
+                               doc_ids=ids[:, 0].clone(), distractor_ids=ids[:, 1:].clone())
+
+
+def format_window(tokens, cfg: DataConfig) -> str:
+    """A window as text, ``<k> 3 17 <v> 5 9 <k> ...``, trailing pads shown as ``<pad>*count``."""
+    vocab = DictionaryVocab(cfg.num_symbols)
+    ids = [int(t) for t in (tokens.tolist() if isinstance(tokens, torch.Tensor) else tokens)]
+    pads = 0
+    while ids and ids[-1] == vocab.pad:
+        ids.pop()
+        pads += 1
+    words = [vocab.name(t) for t in ids] + ([f"<pad>*{pads}"] if pads else [])
+    return " ".join(words)
+
+
+# ---------------------------------------------------------------------------------------------
+# passkey retrieval
+
+PASSKEY_INSTRUCTION = ("There is an important info hidden inside a lot of irrelevant text. Find it "
+                       "and memorize them. I will quiz you about the important information there.")
+PASSKEY_FILLER = ("The grass is green. The sky is blue. The sun is yellow. Here we go. "
+                  "There and back again.")
+PASSKEY_QUESTION = "What is the pass key? The pass key is"
+PASSKEY_MAX = 50000
+
+
+def passkey_line(key: int) -> str:
+    return f"The pass key is {key}. Remember it. {key} is the pass key."
+
+
+def filler_text(chars: int) -> str:
+    """The first ``chars`` characters of the filler block repeated (blocks joined by a space)."""
+    repeats = chars // (len(PASSKEY_FILLER) + 1) + 1
+    return " ".join([PASSKEY_FILLER] * repeats)[:chars]
+
+
+def passkey_prompt(filler_chars: int, seed: int) -> tuple[str, int]:
+    """``(prompt, K)``: the five lines instruction / filler / key line / filler / question.
+
+    The ``filler_chars`` characters of filler are split at a uniformly random point between the
+    prefix and the suffix; each part is the start of the repeated filler. K is uniform in 1..50000.
+    Both come from ``numpy.random.default_rng(seed)``: the key first, then the split point.
+    """
+    if not (isinstance(filler_chars, int) and filler_chars >= 0):
+        raise ValueError(f"filler_chars={filler_chars!r} is not allowed: an integer >= 0")
+    rng = np.random.default_rng(int(seed))
+    key = int(rng.integers(1, PASSKEY_MAX + 1))
+    prefix_chars = int(rng.integers(0, filler_chars + 1))
+    lines = [PASSKEY_INSTRUCTION, filler_text(prefix_chars), passkey_line(key),
+             filler_text(filler_chars - prefix_chars), PASSKEY_QUESTION]
+    return "\n".join(lines), key
+
+
+def filler_chars_for_tokens(target_tokens: int, key: int | None = None) -> int:
+    """Filler length that makes the prompt ``target_tokens`` byte tokens long (at most that).
+
+    The filler is ASCII, so one character is one token of the byte tokenizer. Without ``key`` the
+    key line is sized for a 5-digit key: the prompt then lands at most 8 tokens under the target.
+    """
+    key_line = passkey_line(key if key is not None else PASSKEY_MAX)
+    empty_prompt = "\n".join([PASSKEY_INSTRUCTION, "", key_line, "", PASSKEY_QUESTION])
+    fixed = len(empty_prompt.encode("utf-8"))
+    if not (isinstance(target_tokens, int) and target_tokens >= fixed):
+        raise ValueError(f"target_tokens={target_tokens!r} is not allowed: at least {fixed}, "
+                         f"the prompt without filler")
+    return target_tokens - fixed
+
+
+def score_passkey(generated_text: str, key: int) -> bool:
+    """True when the first number in the generated continuation is exactly ``key``."""
+    match = re.search(r"\d+", generated_text)
+    return match is not None and int(match.group()) == int(key)

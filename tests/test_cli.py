@@ -1,0 +1,50 @@
+"""The command line end to end on the tiny preset: train, then every eval with --json."""
+import json
+
+import pytest
+
+from fot_edu.__main__ import main
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", "--preset", "tiny-fot", "--steps", "12", "--out", str(out), "--quiet",
+                 "--device", "cpu"]) == 0
+    return out / "checkpoint.pt"
+
+
+def run_json(capsys, argv):
+    assert main(argv + ["--json"]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_eval_dictionary_json_shape(tiny_checkpoint, capsys):
+    res = run_json(capsys, ["eval", "dictionary", "--checkpoint", str(tiny_checkpoint),
+                            "--distractors", "0,1,3", "--batches", "1"])
+    assert set(res) == {"accuracy", "r"}
+    assert list(res["accuracy"]) == ["0", "1", "3"] and list(res["r"]) == ["1", "3"]
+    assert all(0.0 <= v <= 1.0 for part in res.values() for v in part.values())
+
+
+def test_eval_distraction_json_shape(tiny_checkpoint, capsys):
+    res = run_json(capsys, ["eval", "distraction", "--checkpoint", str(tiny_checkpoint),
+                            "--d", "2,4", "--batches", "1"])
+    assert list(res["r_d"]) == ["2", "4"]
+    assert all(0.0 < v <= 1.0 for v in res["r_d"].values())
+
+
+def test_unknown_preset_and_checkpoint_are_named(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--preset", "no-such-preset"])
+    assert "no-such-preset" in capsys.readouterr().err
+    assert main(["eval", "distraction", "--checkpoint", "no-such-ckpt"]) == 2
+    assert "no-such-ckpt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "demo", "data"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage" in capsys.readouterr().out
