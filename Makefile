@@ -12,7 +12,7 @@ TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 
-.PHONY: lab test venv clean
+.PHONY: lab test reproduce venv clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,10 @@ lab: $(STAMP)
 
 test: $(STAMP)
 	FOT_EDU_FAST=1 $(PY) -m pytest -q tests $(if $(NOTEBOOKS),--nbmake $(NOTEBOOKS))
+
+# retrain every preset from scratch (minutes each on a CPU) and print new figures beside the shipped ones
+reproduce: $(STAMP)
+	$(PY) scripts/reproduce.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

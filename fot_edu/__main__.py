@@ -72,20 +72,41 @@ def cmd_eval(args) -> int:
                                             query_mask=(batch.targets[:, 1] != -100).to(device)))
             values[d] = sum(rs) / len(rs)
         res = {"r_d": values}
+    elif args.what == "passkey":
+        from .evaluate import passkey_accuracy
+
+        res = passkey_accuracy(model, cfg, args.lengths.split(","), trials=args.trials, k=args.k,
+                               device=device, progress=not args.json)
     else:  # perplexity
-        from .evaluate import perplexity_with_distractors
+        from .evaluate import perplexity_vs_memory, perplexity_with_distractors
 
         if cfg.data.task == "dictionary":
             raise SystemExit("perplexity is for corpus checkpoints; use `eval dictionary` here")
-        res = perplexity_with_distractors(model, cfg, args.distractors, k=args.k,
-                                          batches=args.batches, device=device)
+        if args.memory_tokens:
+            res = {}
+            for mode in ("single", "multi"):
+                sweep = perplexity_vs_memory(model, cfg, args.memory_tokens, k=args.k, device=device,
+                                             multi_doc=mode == "multi", num_docs=args.docs,
+                                             max_tokens_per_doc=args.doc_tokens)
+                res[f"perplexity_{mode}_doc"] = sweep["perplexity"]
+        else:
+            res = perplexity_with_distractors(model, cfg, args.distractors, k=args.k,
+                                              batches=args.batches, device=device)
     _print({m: {str(k): v for k, v in vals.items()} for m, vals in res.items()}, args.json)
     return 0
 
 
 def cmd_demo(args) -> int:
-    """A one-minute tour in the terminal: train the tiny preset with and without crossbatch
-    negatives and print how each one's attention holds up against distractors."""
+    """A one-minute tour: with ``--out report.html`` a standalone HTML report of the headline
+    plots (shipped checkpoints when present, else short training runs); without it, train the tiny
+    preset with and without crossbatch negatives and print how each one holds up against
+    distractors."""
+    if args.out:
+        from .report import write_report
+
+        path = write_report(args.out)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, no network needed to open it)")
+        return 0
     from .evaluate import dictionary_accuracy
     from .train import train
 
@@ -136,15 +157,32 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--k", type=int, default=None, help="top-k retrieval (default: all memory)")
         else:
             q.add_argument("--d", type=_ints, default=_ints("2,4,8,16"), help="default 2,4,8,16")
+        if name == "perplexity":
+            q.add_argument("--memory-tokens", type=_ints, default=None,
+                           help="instead: sweep a streaming memory's capacity, e.g. 0,512,2048 "
+                                "(single- and multi-document)")
+            q.add_argument("--docs", type=int, default=8, help="documents streamed in the sweep")
+            q.add_argument("--doc-tokens", type=int, default=4096, help="tokens kept per document")
         q.add_argument("--batches", type=int, default=2, help="evaluation batches (default 2)")
         q.add_argument("--device")
         q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    q = what.add_parser("passkey", help="passkey retrieval accuracy against prompt length",
+                        description="passkey retrieval (paper Fig. 1) with the exact template")
+    q.add_argument("--checkpoint", required=True, help="path or shipped name of a byte-level model")
+    q.add_argument("--lengths", default="1x,4x,16x,32x",
+                   help="token counts or multiples of the training context (2 windows), e.g. 32x")
+    q.add_argument("--trials", type=int, default=10)
+    q.add_argument("--k", type=int, default=None, help="top-k retrieval (default: all memory)")
+    q.add_argument("--device")
+    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("demo", help="a one-minute tour: d=1 vs FoT against distractors")
     p.add_argument("--steps", type=int, default=300, help="training steps per model (default 300)")
     p.add_argument("--device")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--out", metavar="report.html", help="write a standalone HTML report of the "
+                   "headline plots instead (plotly embedded, opens offline)")
     p.set_defaults(func=cmd_demo)
 
     from .datasets import register_cli

@@ -81,7 +81,8 @@ def load_checkpoint(name_or_path, map_location="cpu") -> dict:
     except pickle.UnpicklingError as err:
         raise ValueError(f"refusing to load {str(path)!r}: it contains pickled objects other than "
                          f"tensors and plain containers (possible code execution): {err}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, IndexError, KeyError, ValueError,
+            TypeError) as err:  # garbage bytes surface as any of these from the unpickler
         raise ValueError(f"checkpoint {str(path)!r} is truncated or corrupt: {err}") from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{str(path)!r} is not a fot_edu checkpoint (format_version "
@@ -115,3 +116,15 @@ def load_model(name_or_path, device=None):
     model = FoTModel(cfg.model)
     load_state_into(model, state["model"])
     return model.to(device or "cpu").eval(), cfg
+
+
+def export_weights(src, dst, extra: dict | None = None) -> Path:
+    """A shippable copy of a training checkpoint: weights, config and history, no optimizer
+    state (a third of the size). ``extra`` is stored beside them (e.g. wall time, machine)."""
+    from .model import FoTModel
+
+    state = load_checkpoint(src)
+    model = FoTModel(state["config"].model)
+    load_state_into(model, state["model"])
+    return save_checkpoint(dst, model, state["config"], step=state["step"],
+                           history=state["history"], extra={**state["extra"], **(extra or {})})

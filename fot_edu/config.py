@@ -202,6 +202,10 @@ PRESETS: dict[str, callable] = {
                         entries_per_window=4),
         d_schedule=((0, 1), (20, 2)), batch_size=8, steps=40, warmup_steps=5, eval_every=20,
         checkpoint_every=20, eval_batches=2),
+    "tiny-code": lambda: TrainConfig(
+        model=ModelConfig(n_layers=2, d_model=32, n_heads=2, d_ff=64, memory_layers=(1,)),
+        data=DataConfig(task="code", window=32), d_schedule=((0, 1), (20, 2)), batch_size=16,
+        steps=40, warmup_steps=5, eval_every=20, checkpoint_every=20, eval_batches=2),
 }
 
 

@@ -174,3 +174,76 @@ def perplexity_with_distractors(model: FoTModel, cfg: TrainConfig, distractors=(
             totals[name][0] += nll.item()
             totals[name][1] += int(mask.sum())
     return {"perplexity": {name: math.exp(s / max(c, 1)) for name, (s, c) in totals.items()}}
+
+
+@torch.no_grad()
+def perplexity_vs_memory(model: FoTModel, cfg: TrainConfig, memory_tokens=(0, 256, 1024, 4096), *,
+                         multi_doc: bool = False, num_docs: int = 8, batch_size: int = 4,
+                         max_tokens_per_doc: int = 4096, k: int | None = None,
+                         device="cpu") -> dict:
+    """Perplexity of long held-out documents streamed window by window, against memory size.
+
+    ``memory_tokens`` = capacity of the FIFO memory (0: no memory). Single-document mode
+    (``multi_doc=False``) clears a row's memory when its document ends; multi-document mode
+    keeps it, so earlier documents stay in memory as distractors.
+    """
+    from .datasets import eval_documents, iter_stream_windows, pad_token
+
+    model = model.to(device).eval()
+    docs = eval_documents(cfg.data, "eval", count=num_docs)
+    result = {}
+    for capacity in memory_tokens:
+        memories = model.new_memories(batch_size, capacity) if capacity and model.cfg.memory_layers else {}
+        nll, count = 0.0, 0
+        for step in iter_stream_windows(docs, batch_size, cfg.data.window, pad_token(cfg.data),
+                                        max_tokens_per_doc=max_tokens_per_doc):
+            if not multi_doc and step.new_doc.any():
+                for memory in memories.values():
+                    memory.clear(step.new_doc)
+            tokens, targets = step.tokens.to(device), step.targets.to(device)
+            logits = model(tokens, memories=memories, k=k, doc_ids=step.doc_ids.to(device)).logits
+            mask = targets != IGNORE
+            nll += F.cross_entropy(logits.float()[mask], targets[mask], reduction="sum").item()
+            count += int(mask.sum())
+        result[capacity] = math.exp(nll / max(count, 1))
+    return {"perplexity": result}
+
+
+def parse_length(spec: str, window: int) -> int:
+    """``"4096"`` -> 4096 tokens; ``"32x"`` -> 32 times the training context (``2 * window``:
+    C_prev + C_curr, what the model saw at once in training)."""
+    text = str(spec).strip()
+    try:
+        return int(float(text[:-1]) * 2 * window) if text.endswith("x") else int(text)
+    except ValueError:
+        raise ValueError(f"length={spec!r} is not allowed: a token count like 4096 or a multiple "
+                         f"of the training context like 32x") from None
+
+
+@torch.no_grad()
+def passkey_accuracy(model: FoTModel, cfg: TrainConfig, lengths=("1x", "4x", "16x", "32x"), *,
+                     trials: int = 10, k: int | None = None, seed: int = 0, device="cpu",
+                     progress: bool = False) -> dict:
+    """Passkey retrieval (Fig. 1) with the exact evaluation template: greedy decoding after the
+    prompt has been streamed into memory; correct when the generated number equals the key."""
+    from tqdm.auto import tqdm
+
+    from .streaming import generate
+    from .tasks import filler_chars_for_tokens, passkey_prompt, score_passkey
+    from .tokenizer import decode, encode_tensor
+
+    if cfg.model.vocab_size != 256:
+        raise ValueError(f"passkey needs a byte-level model (vocab_size 256), this checkpoint has "
+                         f"vocab_size={cfg.model.vocab_size} (task {cfg.data.task!r})")
+    model = model.to(device).eval()
+    result = {}
+    for spec in lengths:
+        target = parse_length(spec, cfg.data.window)
+        hits = 0
+        for t in tqdm(range(trials), desc=f"passkey {spec}", disable=not progress):
+            prompt, key = passkey_prompt(filler_chars_for_tokens(target), seed=seed + t)
+            tokens = encode_tensor(prompt)[None].to(device)
+            out = generate(model, tokens, max_new_tokens=8, window=cfg.data.window, k=k)
+            hits += score_passkey(decode(out[0]), key)
+        result[str(spec)] = hits / trials
+    return {"accuracy": result}

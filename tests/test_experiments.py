@@ -1,0 +1,71 @@
+"""Experiments end to end in fast mode: every eval command's JSON shape, and the shipped
+checkpoints reproduce the figures recorded beside them."""
+import json
+
+import pytest
+
+from fot_edu.__main__ import main
+from fot_edu.checkpoint import CHECKPOINT_DIR, load_model
+from fot_edu.evaluate import dictionary_accuracy, parse_length, perplexity_with_distractors
+
+
+@pytest.fixture(scope="module")
+def code_checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("code")
+    assert main(["train", "--preset", "tiny-code", "--steps", "6", "--out", str(out), "--quiet",
+                 "--device", "cpu"]) == 0
+    return str(out / "checkpoint.pt")
+
+
+def run_json(capsys, argv):
+    assert main(argv + ["--json"]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_eval_perplexity_json_shape(code_checkpoint, capsys):
+    res = run_json(capsys, ["eval", "perplexity", "--checkpoint", code_checkpoint,
+                            "--distractors", "0,3", "--batches", "1"])
+    assert list(res) == ["perplexity"] and list(res["perplexity"]) == ["no_memory", "0", "3"]
+    assert all(1.0 < v < 1000.0 for v in res["perplexity"].values())
+
+
+def test_eval_perplexity_memory_sweep_json_shape(code_checkpoint, capsys):
+    res = run_json(capsys, ["eval", "perplexity", "--checkpoint", code_checkpoint,
+                            "--memory-tokens", "0,64", "--docs", "2", "--doc-tokens", "256"])
+    assert set(res) == {"perplexity_single_doc", "perplexity_multi_doc"}
+    assert list(res["perplexity_single_doc"]) == ["0", "64"]
+
+
+def test_eval_passkey_json_shape(code_checkpoint, capsys):
+    res = run_json(capsys, ["eval", "passkey", "--checkpoint", code_checkpoint,
+                            "--lengths", "300,10x", "--trials", "1"])
+    assert list(res["accuracy"]) == ["300", "10x"]
+    assert all(v in (0.0, 1.0) for v in res["accuracy"].values())
+
+
+def test_parse_length():
+    assert parse_length("32x", 128) == 32 * 256 and parse_length("4096", 128) == 4096
+    with pytest.raises(ValueError, match="length='lots'"):
+        parse_length("lots", 128)
+
+
+RESULTS = CHECKPOINT_DIR / "results.json"
+SHIPPED = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_checkpoint_reproduces_its_recorded_figure(name):
+    model, cfg = load_model(name)
+    figures = SHIPPED[name]["figures"]
+    if cfg.data.task == "dictionary":
+        got = dictionary_accuracy(model, cfg, (7,), batches=2)["accuracy"][7]
+        assert got == pytest.approx(figures["accuracy"]["7"], abs=0.01)
+    else:
+        got = perplexity_with_distractors(model, cfg, (0,), batches=2)["perplexity"][0]
+        assert got == pytest.approx(figures["perplexity"]["0"], rel=0.01)
+
+
+def test_every_shipped_checkpoint_has_a_record_and_is_small():
+    for path in CHECKPOINT_DIR.glob("*.pt"):
+        assert path.stem in SHIPPED, f"{path.name} has no entry in results.json"
+        assert path.stat().st_size <= 3_000_000, f"{path.name} is over 3 MB"
