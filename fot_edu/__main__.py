@@ -25,6 +25,10 @@ def cmd_train(args) -> int:
                                  ("batch_size", args.batch_size)) if v is not None}
     if changes:
         cfg = cfg.replace(**changes)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     out_dir = Path(args.out or Path("runs") / args.preset)
     result = train(cfg, out_dir=out_dir, resume=args.resume, device=args.device,
                    progress=not args.quiet)
@@ -59,19 +63,9 @@ def cmd_eval(args) -> int:
         res = dictionary_accuracy(model, cfg, args.distractors, k=args.k, batches=args.batches,
                                   device=device)
     elif args.what == "distraction":
-        from .datasets import training_batch
-        from .evaluate import distraction_ratio
+        from .evaluate import distraction_curve
 
-        b = max(32, max(args.d))
-        values = {}
-        for d in args.d:
-            rs = []
-            for i in range(args.batches):
-                batch = training_batch(cfg.data, "eval", b, step=1000 + i, seed=cfg.seed)
-                rs.append(distraction_ratio(model, batch.tokens.to(device), d,
-                                            query_mask=(batch.targets[:, 1] != -100).to(device)))
-            values[d] = sum(rs) / len(rs)
-        res = {"r_d": values}
+        res = {"r_d": distraction_curve(model, cfg, args.d, batches=args.batches, device=device)}
     elif args.what == "passkey":
         from .evaluate import passkey_accuracy
 
@@ -139,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda (default: cuda if available; $FOT_EDU_DEVICE)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (1 is often fastest for "
+                   "tiny models on a busy or 2-core machine)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 

@@ -45,6 +45,9 @@ def _check_inputs(q, k, v, mem_k, mem_v) -> None:
                          f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     if k.shape[-1] != q.shape[-1]:
         raise ValueError(f"head_dim mismatch: k has {k.shape[-1]}, q has {q.shape[-1]}")
+    if not (q.dtype == k.dtype == v.dtype) or not (q.device == k.device == v.device):
+        raise ValueError(f"q, k, v must share one dtype and device, got {q.dtype}/{q.device}, "
+                         f"{k.dtype}/{k.device}, {v.dtype}/{v.device}")
     if (mem_k is None) != (mem_v is None):
         raise ValueError("mem_k and mem_v must be given together")
     if mem_k is None:

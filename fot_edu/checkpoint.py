@@ -51,6 +51,7 @@ def save_checkpoint(path, model, cfg: TrainConfig, *, optimizer=None, step: int 
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a checkpoint is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -134,8 +134,12 @@ def _corpus_path(name: str, large: bool) -> Path:
 
 
 def read_jsonl(path: Path) -> list[Document]:
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    except UnicodeDecodeError as err:
+        raise ValueError(f"corpus file {str(path)!r} is not UTF-8 text: byte {err.object[err.start:err.start + 1]!r} "
+                         f"at offset {err.start}; corpus files must be gzipped UTF-8 JSON lines") from None
     return [Document(id=i, name=r["name"], text=r["text"], source=r.get("source", ""))
             for i, r in enumerate(rows)]
 

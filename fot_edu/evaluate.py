@@ -68,6 +68,23 @@ def distraction_ratio(model: FoTModel, tokens: torch.Tensor, d: int, *, query_ma
     return _mean_over(ratio, query_mask)
 
 
+@torch.no_grad()
+def distraction_curve(model: FoTModel, cfg: TrainConfig, ds=(2, 4, 8, 16), *, batches: int = 2,
+                      device="cpu") -> dict:
+    """``{d: r_d}`` on held-out pairs of the model's task, averaged over the ``C_curr`` queries
+    that carry a target (the answer positions for the dictionary task)."""
+    from .datasets import training_batch
+
+    model = model.to(device)
+    values = {d: 0.0 for d in ds}
+    for i in range(batches):
+        batch = training_batch(cfg.data, "eval", max(32, max(ds)), step=1000 + i, seed=cfg.seed)
+        mask = (batch.targets[:, 1] != IGNORE).to(device)
+        for d in ds:
+            values[d] += distraction_ratio(model, batch.tokens.to(device), d, query_mask=mask) / batches
+    return values
+
+
 def answer_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
     """Share of target tokens (targets != -100) predicted exactly by argmax."""
     mask = targets != IGNORE
@@ -223,9 +240,10 @@ def parse_length(spec: str, window: int) -> int:
 @torch.no_grad()
 def passkey_accuracy(model: FoTModel, cfg: TrainConfig, lengths=("1x", "4x", "16x", "32x"), *,
                      trials: int = 10, k: int | None = None, seed: int = 0, device="cpu",
-                     progress: bool = False) -> dict:
+                     progress: bool = False, examples: list | None = None) -> dict:
     """Passkey retrieval (Fig. 1) with the exact evaluation template: greedy decoding after the
-    prompt has been streamed into memory; correct when the generated number equals the key."""
+    prompt has been streamed into memory; correct when the generated number equals the key.
+    ``examples``: a list that receives ``{"length", "key", "generated"}`` for every trial."""
     from tqdm.auto import tqdm
 
     from .streaming import generate
@@ -243,7 +261,9 @@ def passkey_accuracy(model: FoTModel, cfg: TrainConfig, lengths=("1x", "4x", "16
         for t in tqdm(range(trials), desc=f"passkey {spec}", disable=not progress):
             prompt, key = passkey_prompt(filler_chars_for_tokens(target), seed=seed + t)
             tokens = encode_tensor(prompt)[None].to(device)
-            out = generate(model, tokens, max_new_tokens=8, window=cfg.data.window, k=k)
-            hits += score_passkey(decode(out[0]), key)
+            text = decode(generate(model, tokens, max_new_tokens=8, window=cfg.data.window, k=k)[0])
+            hits += score_passkey(text, key)
+            if examples is not None:
+                examples.append({"length": str(spec), "key": key, "generated": text})
         result[str(spec)] = hits / trials
     return {"accuracy": result}

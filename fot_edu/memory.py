@@ -31,6 +31,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 
 BACKENDS = ("exact", "faiss", "faiss-hnsw")
 
@@ -84,6 +85,10 @@ class KNNMemory:
         b, h, n, dh = self._check(keys, "keys")
         if values.shape != keys.shape:
             raise ValueError(f"values {tuple(values.shape)} must match keys {tuple(keys.shape)}")
+        for name, x in (("keys", keys), ("values", values)):
+            if not bool(torch.isfinite(x).all()):  # one NaN key would poison every later search
+                raise ValueError(f"{name} contain {int((~torch.isfinite(x)).sum())} NaN/inf "
+                                 f"entries: only finite values may enter the memory")
         device = self.keys.device
         if mask is None:
             mask = torch.ones(b, n, dtype=torch.bool, device=device)
@@ -129,15 +134,27 @@ class KNNMemory:
             raise ValueError(f"k={k!r} is not allowed: a positive integer")
         k = min(k, self.capacity)
         if self.backend == "exact":
-            scores = torch.einsum("bhnd,bhmd->bhnm", queries.to(self.keys.dtype), self.keys)
-            scores = scores.masked_fill(~self.valid[:, None, None, :], float("-inf"))
-            scores, indices = scores.topk(k, dim=-1)  # (b, h, n, k)
+            scores, indices = self._exact_search(queries, k)
         else:
             scores, indices = self._faiss_search(queries, k)
         gather = indices[..., None].expand(b, h, n, k, dh).flatten(2, 3)  # (b, h, n*k, dh)
         keys = self.keys.gather(2, gather).view(b, h, n, k, dh)
         values = self.values.gather(2, gather).view(b, h, n, k, dh)
         return SearchResult(keys, values, scores, indices)
+
+    def _exact_search(self, queries: torch.Tensor, k: int):
+        """``matmul + topk`` over the filled slots only; empty slots (rows shorter than the
+        fullest one, or ``k`` beyond it) come back with score ``-inf`` and index 0."""
+        used = len(self)  # slots 0..used-1 hold every row's items (rows fill from slot 0)
+        scores = queries.to(self.keys.dtype) @ self.keys[:, :, :used].transpose(-1, -2)  # (b, h, n, used)
+        if bool((self.sizes < used).any()):  # in place: no second copy of the score matrix
+            scores.masked_fill_(~self.valid[:, None, None, :used], float("-inf"))
+        scores, indices = scores.topk(min(k, used), dim=-1)  # (b, h, n, <=k)
+        if indices.shape[-1] < k:
+            missing = k - indices.shape[-1]
+            scores = F.pad(scores, (0, missing), value=float("-inf"))
+            indices = F.pad(indices, (0, missing), value=0)
+        return scores, indices
 
     def doc_ids_at(self, indices: torch.Tensor) -> torch.Tensor:
         """Document id of each slot index from :meth:`search`, same shape as ``indices``."""

@@ -38,6 +38,8 @@ def stream_logits(model: FoTModel, tokens: torch.Tensor, window: int,
     if not isinstance(window, int) or not 1 <= window <= model.cfg.max_window:
         raise ValueError(f"window={window!r} is not allowed: an integer in 1..{model.cfg.max_window}")
     b, length = tokens.shape
+    if length == 0:
+        raise ValueError(f"tokens of shape {tuple(tokens.shape)} is an empty document: at least 1 token")
     if memories is None:
         memories = model.new_memories(b, capacity or max(length, 1))
     starts = range(0, length, window)

@@ -17,8 +17,7 @@ import torch
 
 from fot_edu.checkpoint import CHECKPOINT_DIR, export_weights, load_model
 from fot_edu.config import preset
-from fot_edu.datasets import training_batch
-from fot_edu.evaluate import (dictionary_accuracy, distraction_ratio, perplexity_with_distractors)
+from fot_edu.evaluate import dictionary_accuracy, distraction_curve, perplexity_with_distractors
 from fot_edu.train import train
 
 PRESETS = ["dict-fot", "dict-d1", "dict-vanilla", "dict-mt",
@@ -34,12 +33,30 @@ def evaluate(path) -> dict:
     else:
         figures.update(perplexity_with_distractors(model, cfg, (0, 7, 15), batches=2))
     if model.cfg.memory_layers:
-        r_d = {}
-        for d in (2, 4, 8, 16):
-            batch = training_batch(cfg.data, "eval", 32, step=1000, seed=cfg.seed)
-            r_d[d] = distraction_ratio(model, batch.tokens, d, query_mask=batch.targets[:, 1] != -100)
-        figures["r_d"] = r_d
+        figures["r_d"] = distraction_curve(model, cfg, (2, 4, 8, 16), batches=2)
     return {m: {str(k): round(v, 4) for k, v in vals.items()} for m, vals in figures.items()}
+
+
+def write_readme(shipped: dict) -> None:
+    """data/checkpoints/README.md: for each checkpoint the command, seed, wall time, machine and
+    its evaluation figures, regenerated from results.json."""
+    lines = ["# Shipped checkpoints", "",
+             "Small trained models so notebooks and classrooms need not train first. Load one by name:",
+             "`fot_edu.checkpoint.load_model(\"dict-fot\")` or `--checkpoint dict-fot`. Each file holds",
+             "weights, config and training history (no optimizer state), written by",
+             "`python scripts/reproduce.py NAME --ship`; `make reproduce` retrains them all and prints",
+             "new figures beside these. Figures: dictionary `accuracy`/`r` with N distractor documents",
+             "in memory (dense memory attention), `r_d` the paper's distraction ratio (§3.3),",
+             "`perplexity` with N distractor contexts in memory.", ""]
+    for name, rec in sorted(shipped.items()):
+        lines += [f"## {name}", "", f"- command: `{rec['command']}` (seed {rec['seed']})",
+                  f"- training wall time: {rec['train_seconds']} s on {rec['machine']}", ""]
+        for metric, values in rec["figures"].items():
+            lines.append(f"| {metric} | " + " | ".join(values) + " |")
+            lines.append("|---" * (len(values) + 1) + "|")
+            lines.append("| | " + " | ".join(f"{v:.3f}" for v in values.values()) + " |")
+            lines.append("")
+    (CHECKPOINT_DIR / "README.md").write_text("\n".join(lines))
 
 
 def main() -> None:
@@ -79,6 +96,7 @@ def main() -> None:
             shipped = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}  # others may have written
             shipped[name] = record
             RESULTS.write_text(json.dumps(shipped, indent=1) + "\n")
+            write_readme(shipped)
 
 
 if __name__ == "__main__":

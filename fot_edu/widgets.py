@@ -1,0 +1,256 @@
+r"""Interactive views of distraction: sliders and dropdowns over the figures of ``fot_edu.viz``.
+
+Paper: Focused Transformer §3.3 (distraction), §3.2 (crossbatch), §5.2 (dictionary lookup).
+
+Every function here builds a widget and returns ``(widget, handles)``: ``widget`` is what a
+notebook displays, ``handles`` a dict of its controls and ``plotly`` ``FigureWidget`` s. A test (or
+a curious student) drives the controls in Python (``handles["distractors"].value = 15``) and reads
+the figures' data back (``handles["mass"].data[0].y``): nothing needs a browser.
+
+==========================  ===============================================================
+function                    shows
+==========================  ===============================================================
+:func:`distraction_dial`    memory attention on own document vs each distractor, N slider
+:func:`key_space_explorer`  PCA of memory keys + query-key cosines, own vs distractors
+:func:`training_curves`     loss curves updated in place while ``train`` runs
+:func:`classroom_dashboard` all of it for one lecture: model, d, N, layer, head, query
+==========================  ===============================================================
+
+Figures are recomputed only for what a control changed, and snapshots are cached per
+``(model, N, layer)``, so dragging a slider back is instant.
+"""
+from __future__ import annotations
+
+import ipywidgets as W
+import plotly.graph_objects as go
+
+from . import viz
+
+
+def _replace_traces(fig: go.FigureWidget, traces: list) -> None:
+    with fig.batch_update():
+        fig.data = []
+        fig.add_traces(traces)
+
+
+class _Snapshots:
+    """Cache of ``viz.memory_snapshot`` per (model name, N, layer)."""
+
+    def __init__(self, models: dict, k: int, seed: int):
+        self.models, self.k, self.seed, self._cache = models, k, seed, {}
+
+    def __call__(self, name: str, num: int, layer=None):
+        key = (name, num, layer)
+        if key not in self._cache:
+            model, cfg = self.models[name]
+            self._cache[key] = viz.memory_snapshot(model, cfg, num, k=self.k, seed=self.seed,
+                                                   layer=layer)
+        return self._cache[key]
+
+
+def _memory_models(models: dict) -> dict:
+    kept = {name: mc for name, mc in models.items() if mc[0].cfg.memory_layers}
+    if not kept:
+        raise ValueError(f"none of the models {sorted(models)} has a memory layer")
+    return kept
+
+
+def distraction_dial(models: dict, max_distractors: int = 31, value: int = 7, *, seed: int = 0):
+    """Slider for N distractor documents; bars of memory attention per document, one per model.
+
+    ``models``: ``{name: (model, cfg)}`` of dictionary models (e.g. ``{"d=1": ..., "FoT": ...}``).
+    Handles: ``distractors`` (IntSlider), ``mass`` (FigureWidget), ``own`` (Label with the
+    own-document share of each model).
+    """
+    models = _memory_models(models)
+    snaps = _Snapshots(models, k=8, seed=seed)
+    slider = W.IntSlider(value=value, min=1, max=max_distractors, description="distractors N",
+                         continuous_update=False, style={"description_width": "initial"})
+    fig = go.FigureWidget(viz.attention_mass_figure({n: snaps(n, value) for n in models}))
+    label = W.HTML()
+
+    def update(_=None):
+        current = {n: snaps(n, slider.value) for n in models}
+        _replace_traces(fig, viz.attention_mass_traces(current))
+        fig.layout.title.text = f"Where memory attention goes with {slider.value} distractor documents"
+        label.value = " | ".join(f"<b>{n}</b>: {viz.attention_mass(s)['own']:.0%} on own document"
+                                 for n, s in current.items())
+
+    slider.observe(update, names="value")
+    update()
+    return W.VBox([slider, label, fig]), {"distractors": slider, "mass": fig, "own": label}
+
+
+def _query_options(snap) -> list:
+    return [(f"pos {p}: {snap.query_text[p]}", p) for p in snap.answer_queries]
+
+
+def key_space_explorer(models: dict, num_distractors: int = 7, *, k: int = 8, seed: int = 0,
+                       max_distractors: int = 31, dims: int = 2):
+    """Memory keys projected by PCA beside the distribution of query-key cosines.
+
+    Pick a model, N, a head and a query (an answer position of ``C_curr``); the query's true key,
+    its top-``k`` neighbours and the distractors' near misses are highlighted, with the text
+    around each key on hover. Handles: ``model``, ``distractors``, ``head``, ``query``, ``dims``,
+    ``keys`` (FigureWidget), ``similarity`` (FigureWidget).
+    """
+    models = _memory_models(models)
+    snaps = _Snapshots(models, k=k, seed=seed)
+    names = list(models)
+    first = snaps(names[0], num_distractors)
+    heads = models[names[0]][0].cfg.n_heads
+    model_dd = W.Dropdown(options=names, value=names[0], description="model")
+    slider = W.IntSlider(value=num_distractors, min=1, max=max_distractors,
+                         description="distractors N", continuous_update=False,
+                         style={"description_width": "initial"})
+    head = W.IntSlider(value=0, min=0, max=heads - 1, description="head", continuous_update=False)
+    query = W.Dropdown(options=_query_options(first), description="query")
+    dims_tb = W.ToggleButtons(options=[("2-D", 2), ("3-D", 3)], value=dims, description="PCA")
+    keys_fig = go.FigureWidget(viz.key_space_figure(first, 0, query.value, dims))
+    sim_fig = go.FigureWidget(viz.similarity_figure(first, 0))
+    busy = {"query": False}
+
+    def redraw(_=None):
+        if busy["query"]:
+            return
+        snap = snaps(model_dd.value, slider.value)
+        head.max = models[model_dd.value][0].cfg.n_heads - 1
+        options = _query_options(snap)
+        if [v for _, v in options] != [v for _, v in query.options]:
+            busy["query"] = True
+            query.options = options
+            query.value = options[0][1]
+            busy["query"] = False
+        fresh = viz.key_space_figure(snap, head.value, query.value, dims_tb.value,
+                                     title=f"{model_dd.value}: memory keys, head {head.value}, "
+                                           f"{slider.value} distractors (PCA)")
+        with keys_fig.batch_update():
+            keys_fig.data = []
+            keys_fig.add_traces(list(fresh.data))
+            keys_fig.layout.title.text = fresh.layout.title.text
+            if dims_tb.value == 3:
+                keys_fig.layout.scene.update(fresh.layout.scene)
+        sim = viz.similarity_figure(snap, head.value)
+        with sim_fig.batch_update():
+            sim_fig.data = []
+            sim_fig.add_traces(list(sim.data))
+            sim_fig.layout.title.text = f"{model_dd.value}: " + sim.layout.title.text
+
+    for control in (model_dd, slider, head, query, dims_tb):
+        control.observe(redraw, names="value")
+    redraw()
+    controls = W.HBox([model_dd, slider, head])
+    widget = W.VBox([controls, W.HBox([query, dims_tb]), W.HBox([keys_fig, sim_fig])])
+    return widget, {"model": model_dd, "distractors": slider, "head": head, "query": query,
+                    "dims": dims_tb, "keys": keys_fig, "similarity": sim_fig}
+
+
+def training_curves(names, *, every: int = 5, title: str = "Training loss (live)"):
+    """An empty loss plot with one line per run, and a ``train(callback=...)`` for each.
+
+    Handles: ``figure`` (FigureWidget), ``callbacks`` ``{name: callable(row)}``. Each callback
+    appends the step's loss and redraws every ``every`` steps (and on rows with ``eval_loss``).
+    """
+    fig = go.FigureWidget(layout=dict(
+        title=title, xaxis_title="training step", yaxis_title="LM loss (nats per target token)",
+        legend_title_text="run", height=380))
+    rows: dict = {}
+    for name in names:
+        fig.add_trace(go.Scatter(x=[], y=[], mode="lines", name=name,
+                                 line=dict(color=viz.MODEL_COLORS.get(name))))
+        rows[name] = {"step": [], "loss": []}
+
+    def make(name):
+        index = list(rows).index(name)
+
+        def callback(row: dict) -> None:
+            rows[name]["step"].append(row["step"])
+            rows[name]["loss"].append(row["loss"])
+            if len(rows[name]["step"]) % every == 0 or "eval_loss" in row:
+                with fig.batch_update():
+                    fig.data[index].x = list(rows[name]["step"])
+                    fig.data[index].y = list(rows[name]["loss"])
+        return callback
+
+    return fig, {"figure": fig, "callbacks": {name: make(name) for name in rows}, "rows": rows}
+
+
+def classroom_dashboard(models: dict, *, k: int = 8, seed: int = 0, max_distractors: int = 31,
+                        r_d_values=(1, 2, 4, 8, 16)):
+    """One dashboard for a lecture: model, d, N distractors, layer, head and a query picker.
+
+    Shows the key space, the query-key cosines, the attention mass per document, the retrieval
+    table of the query, and r_d against d (§3.3) with the chosen d marked. Handles: ``model``,
+    ``d``, ``distractors``, ``layer``, ``head``, ``query`` and the FigureWidgets ``keys``,
+    ``similarity``, ``mass``, ``table``, ``r_d``.
+    """
+    from .datasets import training_batch
+    from .evaluate import distraction_ratio
+
+    models = _memory_models(models)
+    snaps = _Snapshots(models, k=k, seed=seed)
+    names = list(models)
+    model_dd = W.Dropdown(options=names, value=names[0], description="model")
+    d_slider = W.SelectionSlider(options=list(r_d_values), value=r_d_values[min(2, len(r_d_values) - 1)],
+                                 description="d", continuous_update=False)
+    slider = W.IntSlider(value=7, min=1, max=max_distractors, description="distractors N",
+                         continuous_update=False, style={"description_width": "initial"})
+    layer = W.Dropdown(options=list(models[names[0]][0].cfg.memory_layers), description="layer")
+    head = W.IntSlider(value=0, min=0, max=models[names[0]][0].cfg.n_heads - 1, description="head",
+                       continuous_update=False)
+    query = W.Dropdown(description="query")
+    figs = {name: go.FigureWidget() for name in ("keys", "similarity", "mass", "table", "r_d")}
+    r_d_cache: dict = {}
+    busy = {"on": False}
+
+    def r_d_curve(name, lay):
+        if (name, lay) not in r_d_cache:
+            model, cfg = models[name]
+            b = max(r_d_values)
+            batch = training_batch(cfg.data, "eval", b, step=1000, seed=cfg.seed)
+            mask = batch.targets[:, 1] != -100
+            r_d_cache[(name, lay)] = {d: distraction_ratio(model.cpu(), batch.tokens, d,
+                                                           query_mask=mask, layer=lay)
+                                      for d in r_d_values}
+        return r_d_cache[(name, lay)]
+
+    def redraw(_=None):
+        if busy["on"]:
+            return
+        busy["on"] = True
+        model = models[model_dd.value][0]
+        if list(layer.options) != list(model.cfg.memory_layers):
+            layer.options = list(model.cfg.memory_layers)
+        head.max = model.cfg.n_heads - 1
+        snap = snaps(model_dd.value, slider.value, layer.value)
+        options = _query_options(snap)
+        if [v for _, v in options] != [v for _, v in query.options]:
+            query.options = options
+            query.value = options[0][1]
+        busy["on"] = False
+        tag = f"{model_dd.value}, layer {layer.value}, head {head.value}"
+        parts = {"keys": viz.key_space_figure(snap, head.value, query.value,
+                                              title=f"Memory keys ({tag}, N={slider.value})"),
+                 "similarity": viz.similarity_figure(snap, head.value),
+                 "mass": viz.attention_mass_figure({model_dd.value: snap}, head.value),
+                 "table": viz.retrieval_table(snap, query.value, head.value)}
+        curve = r_d_curve(model_dd.value, layer.value)
+        r_fig = viz.r_d_figure({model_dd.value: curve})
+        r_fig.add_trace(go.Scatter(x=[d_slider.value], y=[curve[d_slider.value]], mode="markers",
+                                   name=f"chosen d={d_slider.value}: r_d={curve[d_slider.value]:.2f}",
+                                   marker=dict(size=16, color=viz.QUERY_COLOR, symbol="star")))
+        parts["r_d"] = r_fig
+        for name, fresh in parts.items():
+            with figs[name].batch_update():
+                figs[name].data = []
+                figs[name].add_traces(list(fresh.data))
+                figs[name].layout = fresh.layout
+
+    for control in (model_dd, d_slider, slider, layer, head, query):
+        control.observe(redraw, names="value")
+    redraw()
+    widget = W.VBox([W.HBox([model_dd, d_slider, slider]), W.HBox([layer, head, query]),
+                     W.HBox([figs["keys"], figs["similarity"]]),
+                     W.HBox([figs["mass"], figs["r_d"]]), figs["table"]])
+    return widget, {"model": model_dd, "d": d_slider, "distractors": slider, "layer": layer,
+                    "head": head, "query": query, **figs}
