@@ -33,7 +33,8 @@ from .model import FoTModel
 IGNORE = -100
 
 
-def _memory_layer(model: FoTModel, layer: int | None) -> int:
+def memory_layer(model: FoTModel, layer: int | None = None) -> int:
+    """The index of a memory layer: ``layer`` checked, or the model's first memory layer."""
     layers = model.cfg.memory_layers
     if not layers:
         raise ValueError("this model has no memory layer (a vanilla model): nothing to measure")
@@ -59,7 +60,7 @@ def distraction_ratio(model: FoTModel, tokens: torch.Tensor, d: int, *, query_ma
 
     ``query_mask`` ``(b, n)``: average only over these ``C_curr`` queries (e.g. answer positions).
     """
-    layer = _memory_layer(model, layer)
+    layer = memory_layer(model, layer)
     n = tokens.shape[-1]
     trace = model.eval()(tokens, d=d, trace=True).traces[layer]
     n_local = trace.weights.shape[-1] - d * n  # MT traces its memory softmax alone: no local part
@@ -104,7 +105,7 @@ def read_with_memory(model: FoTModel, contexts: torch.Tensor, context_ids: torch
     query's logits ``(b, n, vocab)`` and the share of memory attention per query that lands on
     the query's own document, ``(b, h, n)``.
     """
-    layer = _memory_layer(model, layer)
+    layer = memory_layer(model, layer)
     b, c, n = contexts.shape
     memories = model.new_memories(b, max(1, c * n))
     for j in range(c):

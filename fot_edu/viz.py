@@ -34,6 +34,7 @@ import torch
 
 from .checkpoint import CHECKPOINT_DIR, load_model
 from .config import PRESETS, ModelConfig, TrainConfig, preset
+from .evaluate import memory_layer
 from .runtime import fast_mode
 from .tasks import DictionaryVocab, dictionary_eval_batch
 
@@ -148,17 +149,6 @@ def _definition_v_positions(window: torch.Tensor, vocab: DictionaryVocab, key_le
     return found
 
 
-def _memory_layer(model, layer):
-    layers = model.cfg.memory_layers
-    if not layers:
-        raise ValueError("this model has no memory layer (vanilla): there is no key space to show")
-    if layer is None:
-        return layers[0]
-    if layer not in layers:
-        raise ValueError(f"layer={layer!r} is not a memory layer: choose one of {layers}")
-    return layer
-
-
 @torch.no_grad()
 def memory_snapshot(model, cfg: TrainConfig, num_distractors: int = 7, *, k: int = 8,
                     seed: int = 0, layer: int | None = None) -> MemorySnapshot:
@@ -170,7 +160,7 @@ def memory_snapshot(model, cfg: TrainConfig, num_distractors: int = 7, *, k: int
     """
     if cfg.data.task != "dictionary":
         raise ValueError(f"memory_snapshot needs a dictionary model, got task={cfg.data.task!r}")
-    layer = _memory_layer(model, layer)
+    layer = memory_layer(model, layer)
     model = model.cpu().eval()
     vocab = DictionaryVocab(cfg.data.num_symbols)
     batch = dictionary_eval_batch(cfg.data, 1, num_distractors, seed=seed)
