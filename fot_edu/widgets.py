@@ -85,6 +85,16 @@ def _query_options(snap) -> list:
     return [(f"pos {p}: {snap.query_text[p]}", p) for p in snap.answer_queries]
 
 
+def _refresh_queries(query: W.Dropdown, snap) -> None:
+    """New query labels for a new snapshot (same positions can hold other text), keeping the
+    selected position when it still exists."""
+    options = _query_options(snap)
+    if options != list(query.options):
+        keep = query.value
+        query.options = options
+        query.value = keep if keep in [v for _, v in options] else options[0][1]
+
+
 def key_space_explorer(models: dict, num_distractors: int = 7, *, k: int = 8, seed: int = 0,
                        max_distractors: int = 31, dims: int = 2):
     """Memory keys projected by PCA beside the distribution of query-key cosines.
@@ -115,12 +125,9 @@ def key_space_explorer(models: dict, num_distractors: int = 7, *, k: int = 8, se
             return
         snap = snaps(model_dd.value, slider.value)
         head.max = models[model_dd.value][0].cfg.n_heads - 1
-        options = _query_options(snap)
-        if [v for _, v in options] != [v for _, v in query.options]:
-            busy["query"] = True
-            query.options = options
-            query.value = options[0][1]
-            busy["query"] = False
+        busy["query"] = True
+        _refresh_queries(query, snap)
+        busy["query"] = False
         fresh = viz.key_space_figure(snap, head.value, query.value, dims_tb.value,
                                      title=f"{model_dd.value}: memory keys, head {head.value}, "
                                            f"{slider.value} distractors (PCA)")
@@ -139,8 +146,9 @@ def key_space_explorer(models: dict, num_distractors: int = 7, *, k: int = 8, se
     for control in (model_dd, slider, head, query, dims_tb):
         control.observe(redraw, names="value")
     redraw()
+    wrap = W.Layout(flex_flow="row wrap")  # figures stack on screens narrower than two of them
     controls = W.HBox([model_dd, slider, head])
-    widget = W.VBox([controls, W.HBox([query, dims_tb]), W.HBox([keys_fig, sim_fig])])
+    widget = W.VBox([controls, W.HBox([query, dims_tb]), W.HBox([keys_fig, sim_fig], layout=wrap)])
     return widget, {"model": model_dd, "distractors": slider, "head": head, "query": query,
                     "dims": dims_tb, "keys": keys_fig, "similarity": sim_fig}
 
@@ -223,10 +231,7 @@ def classroom_dashboard(models: dict, *, k: int = 8, seed: int = 0, max_distract
             layer.options = list(model.cfg.memory_layers)
         head.max = model.cfg.n_heads - 1
         snap = snaps(model_dd.value, slider.value, layer.value)
-        options = _query_options(snap)
-        if [v for _, v in options] != [v for _, v in query.options]:
-            query.options = options
-            query.value = options[0][1]
+        _refresh_queries(query, snap)
         busy["on"] = False
         tag = f"{model_dd.value}, layer {layer.value}, head {head.value}"
         parts = {"keys": viz.key_space_figure(snap, head.value, query.value,
@@ -250,7 +255,8 @@ def classroom_dashboard(models: dict, *, k: int = 8, seed: int = 0, max_distract
         control.observe(redraw, names="value")
     redraw()
     widget = W.VBox([W.HBox([model_dd, d_slider, slider]), W.HBox([layer, head, query]),
-                     W.HBox([figs["keys"], figs["similarity"]]),
-                     W.HBox([figs["mass"], figs["r_d"]]), figs["table"]])
+                     W.HBox([figs["keys"], figs["similarity"]], layout=W.Layout(flex_flow="row wrap")),
+                     W.HBox([figs["mass"], figs["r_d"]], layout=W.Layout(flex_flow="row wrap")),
+                     figs["table"]])
     return widget, {"model": model_dd, "d": d_slider, "distractors": slider, "layer": layer,
                     "head": head, "query": query, **figs}
