@@ -131,6 +131,8 @@ class TrainConfig:
         if self.mode == "mt":
             _check(self.model.memory_kind == "mt", "model.memory_kind", self.model.memory_kind,
                    "'mt' when mode='mt'")
+            _check(self.d == 1 and not self.d_schedule, "d", self.d,
+                   "1 with no d_schedule when mode='mt' (MT trains on its own previous window)")
         _check(self.data.window <= self.model.max_window, "data.window", self.data.window,
                f"at most model.max_window={self.model.max_window}")
 

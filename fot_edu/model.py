@@ -135,9 +135,6 @@ class Attention(nn.Module):
         split = lambda t: rearrange(t, "(b w) h n dh -> w b h n dh", w=2)  # noqa: E731
         (q_prev, q_curr), (qs_prev, qs_curr), (k_prev, k_curr), (v_prev, v_curr) = map(
             split, (q, q_scaled, k, v))
-        if self.cfg.memory_kind == "mt" and d != 1:
-            raise ValueError(f"d={d} is not allowed for a Memorizing Transformer: it trains on its "
-                             f"own previous window only (d=1)")
         out_prev, _ = memory_attention(qs_prev, k_prev, v_prev, scale=1.0, need_weights=False)
         mem_k, mem_v, rows, docs = crossbatch_memory(k_prev, v_prev, d, negatives, doc_ids)
         out_curr, weights, extra = self._attend(qs_curr, k_curr, v_curr, mem_k, mem_v, None, trace)

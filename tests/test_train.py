@@ -118,3 +118,11 @@ def test_train_config_errors_name_the_field():
         tiny_cfg(mode="contrastive")
     with pytest.raises(ValueError, match="d_schedule"):
         tiny_cfg(d_schedule=((10, 2), (5, 4)))
+
+
+def test_mt_mode_trains_with_d1_only():
+    mt_model = ModelConfig(vocab_size=VOCAB, d_model=32, n_heads=2, d_ff=64, n_layers=2,
+                           memory_layers=(1,), memory_kind="mt")
+    with pytest.raises(ValueError, match="mode='mt'"):
+        tiny_cfg(model=mt_model, mode="mt", d=2)
+    tiny_cfg(model=mt_model, mode="mt")  # d=1: fine
