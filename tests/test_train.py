@@ -81,21 +81,24 @@ def test_pickle_bearing_checkpoint_is_refused(tmp_path):
         load_checkpoint(path)
 
 
-def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+@pytest.fixture
+def one_step(tmp_path):
+    """A model trained for one step and its checkpoint: ``(result, path)``."""
     cfg = tiny_cfg(steps=1)
     result = train(cfg, batch_fn=copy_batch, progress=False, device="cpu")
-    path = save_checkpoint(tmp_path / "m.pt", result.model, cfg)
+    return result, save_checkpoint(tmp_path / "m.pt", result.model, cfg)
+
+
+def test_truncated_checkpoint_is_a_clear_error(one_step):
+    _, path = one_step
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="truncated or corrupt"):
         load_checkpoint(path)
 
 
-def test_checkpoint_from_another_config_is_named(tmp_path):
-    cfg = tiny_cfg(steps=1)
-    result = train(cfg, batch_fn=copy_batch, progress=False, device="cpu")
-    path = save_checkpoint(tmp_path / "m.pt", result.model, cfg)
-    state = load_checkpoint(path)
+def test_checkpoint_from_another_config_is_named(one_step):
+    state = load_checkpoint(one_step[1])
     from fot_edu.checkpoint import load_state_into
     from fot_edu.model import FoTModel
 
@@ -104,11 +107,10 @@ def test_checkpoint_from_another_config_is_named(tmp_path):
         load_state_into(other, state["model"])
 
 
-def test_save_into_missing_folder_is_named(tmp_path):
-    cfg = tiny_cfg(steps=1)
-    result = train(cfg, batch_fn=copy_batch, progress=False, device="cpu")
+def test_save_into_missing_folder_is_named(one_step, tmp_path):
+    result, _ = one_step
     with pytest.raises(ValueError, match="does not exist"):
-        save_checkpoint(tmp_path / "nope" / "m.pt", result.model, cfg)
+        save_checkpoint(tmp_path / "nope" / "m.pt", result.model, result.config)
 
 
 def test_train_config_errors_name_the_field():
