@@ -170,7 +170,7 @@ class TrainConfig:
 
 _DICT_MODEL = dict(n_layers=3, d_model=128, n_heads=4, d_ff=512, memory_layers=(1,))
 _CODE_MODEL = dict(n_layers=3, d_model=128, n_heads=4, d_ff=512, memory_layers=(1,))
-_FOT_SCHEDULE = ((0, 1), (300, 2), (450, 4), (600, 8))
+_FOT_SCHEDULE = ((0, 1), (150, 2), (250, 4), (350, 8))
 
 
 def _dict(mode: str, **kw) -> TrainConfig:
