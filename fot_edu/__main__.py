@@ -70,7 +70,7 @@ def cmd_eval(args) -> int:
         from .evaluate import passkey_accuracy
 
         res = passkey_accuracy(model, cfg, args.lengths.split(","), trials=args.trials, k=args.k,
-                               device=device, progress=not args.json)
+                               device=device, progress=not args.json, memory=not args.no_memory)
     else:  # perplexity
         from .evaluate import perplexity_vs_memory, perplexity_with_distractors
 
@@ -169,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="token counts or multiples of the training context (2 windows), e.g. 32x")
     q.add_argument("--trials", type=int, default=10)
     q.add_argument("--k", type=int, default=None, help="top-k retrieval (default: all memory)")
+    q.add_argument("--no-memory", action="store_true",
+                   help="vanilla reading: only the last 2 windows of the prompt, no memory")
     q.add_argument("--device")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_eval)

@@ -75,6 +75,11 @@ def _large(cfg: DataConfig) -> bool:
     return bool(getattr(cfg, "large", False))  # a future DataConfig field; off by default
 
 
+def _corpus(cfg: DataConfig) -> str:
+    """The corpus behind a task: the retrieval curriculum hides its needles in book text."""
+    return "books" if cfg.task == "retrieval" else cfg.task
+
+
 @functools.lru_cache(maxsize=None)
 def _split(name: str, large: bool) -> dict[str, tuple[Document, ...]]:
     train, evals = split_documents(load_corpus(name, large), EVAL_FRACTION, SPLIT_SEED)
@@ -109,8 +114,17 @@ def training_batch(cfg: DataConfig, split: str, batch_size: int, step: int, seed
         targets = torch.stack([d.targets for d in docs]).reshape(batch_size, windows, n)
         return Batch(tokens, targets, torch.tensor([d.id for d in docs]),
                      torch.zeros(batch_size, dtype=torch.long))
+    if cfg.task == "retrieval":
+        if windows != 2:
+            raise ValueError(f"windows={windows} is not allowed for task 'retrieval': 2 (C_prev, C_curr)")
+        texts = [d.byte_array for d in _split(_corpus(cfg), _large(cfg))[split] if d.num_tokens > n]
+        pairs = [tasks.retrieval_pair(cfg, texts, rng) for _ in range(batch_size)]
+        first_id = (SPLITS.index(split) * (1 << 40)) + int(step) * batch_size  # unique per row
+        return Batch(torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs]),
+                     torch.arange(first_id, first_id + batch_size),
+                     torch.zeros(batch_size, dtype=torch.long))
     span = windows * n + 1
-    pool = [d for d in _split(cfg.task, _large(cfg))[split] if d.num_tokens >= span]
+    pool = [d for d in _split(_corpus(cfg), _large(cfg))[split] if d.num_tokens >= span]
     if len(pool) < batch_size:
         raise ValueError(f"batch_size={batch_size} is not allowed for corpus {cfg.task!r} split "
                          f"{split!r}: only {len(pool)} documents hold {windows} windows of "
@@ -144,7 +158,7 @@ def eval_documents(cfg: DataConfig, split: str = "eval", count: int | None = Non
         base = (1 << 41) + SPLITS.index(split) * (1 << 40)
         return tasks.dictionary_documents(cfg, count or 64, windows,
                                           seed=seed * 2 + SPLITS.index(split), first_id=base)
-    docs = list(_split(cfg.task, _large(cfg))[split])
+    docs = list(_split(_corpus(cfg), _large(cfg))[split])
     return docs[:count] if count is not None else docs
 
 

@@ -241,10 +241,13 @@ def parse_length(spec: str, window: int) -> int:
 @torch.no_grad()
 def passkey_accuracy(model: FoTModel, cfg: TrainConfig, lengths=("1x", "4x", "16x", "32x"), *,
                      trials: int = 10, k: int | None = None, seed: int = 0, device="cpu",
-                     progress: bool = False, examples: list | None = None) -> dict:
+                     progress: bool = False, examples: list | None = None,
+                     memory: bool = True) -> dict:
     """Passkey retrieval (Fig. 1) with the exact evaluation template: greedy decoding after the
     prompt has been streamed into memory; correct when the generated number equals the key.
-    ``examples``: a list that receives ``{"length", "key", "generated"}`` for every trial."""
+    ``examples``: a list that receives ``{"length", "key", "generated"}`` for every trial.
+    ``memory=False``: the vanilla reading, without memory: the model sees only the last ``2 n``
+    tokens of the prompt (its training context, C_prev + C_curr) in one window."""
     from tqdm.auto import tqdm
 
     from .streaming import generate
@@ -262,7 +265,12 @@ def passkey_accuracy(model: FoTModel, cfg: TrainConfig, lengths=("1x", "4x", "16
         for t in tqdm(range(trials), desc=f"passkey {spec}", disable=not progress):
             prompt, key = passkey_prompt(filler_chars_for_tokens(target), seed=seed + t)
             tokens = encode_tensor(prompt)[None].to(device)
-            text = decode(generate(model, tokens, max_new_tokens=8, window=cfg.data.window, k=k)[0])
+            if memory:
+                new = generate(model, tokens, max_new_tokens=8, window=cfg.data.window, k=k)
+            else:  # one window, no store: 8 new tokens still fit in the training context
+                context = 2 * cfg.data.window
+                new = generate(model, tokens[:, -(context - 8):], max_new_tokens=8, window=context)
+            text = decode(new[0])
             hits += score_passkey(text, key)
             if examples is not None:
                 examples.append({"length": str(spec), "key": key, "generated": text})

@@ -60,25 +60,30 @@ def generate(model: FoTModel, prompt: torch.Tensor, max_new_tokens: int, window:
              k: int | None = None, capacity: int | None = None, stop_token: int | None = None):
     """Greedy continuation of ``prompt`` ``(b, L)``: ``(b, max_new_tokens)`` new token ids.
 
-    The prompt's full windows go into memory; the rest is the local context of the first step.
+    The last ``window`` tokens of the prompt are the local context; everything before them is
+    streamed into memory first. When the local context outgrows ``window``, its older half moves
+    to memory, so the model always sees between ``window / 2`` and ``window`` recent tokens, as
+    in training (the question it is answering stays local; the answer is found in memory). A
+    window that moved to memory whole would leave the next token with a local context of one.
     """
     if prompt.dim() != 2 or prompt.shape[1] == 0:
         raise ValueError(f"prompt must be (b, L) with L >= 1, got shape {tuple(prompt.shape)}")
     b, length = prompt.shape
     memories = model.new_memories(b, capacity or length + max_new_tokens)
-    full = (length - 1) // window * window  # keep at least one token as local context
-    if full:
-        stream_logits(model, prompt[:, :full], window, memories, k)
-    local = prompt[:, full:]
+    split = max(0, length - window)
+    if split:
+        stream_logits(model, prompt[:, :split], window, memories, k)
+    local = prompt[:, split:]
     new_tokens = []
     for _ in range(max_new_tokens):
         logits = model(local, memories=memories, k=k, add_to_memory=False).logits
         next_token = logits[:, -1].argmax(dim=-1, keepdim=True)
         new_tokens.append(next_token)
         local = torch.cat([local, next_token], dim=1)
-        if local.shape[1] > window:  # the window is full: it becomes memory
-            model(local[:, :window], memories=memories, k=k)
-            local = local[:, window:]
+        if local.shape[1] > window:  # the older half becomes memory
+            older = max(1, window // 2)
+            model(local[:, :older], memories=memories, k=k)
+            local = local[:, older:]
         if stop_token is not None and bool((next_token == stop_token).all()):
             break
     return torch.cat(new_tokens, dim=1)

@@ -24,6 +24,14 @@ Vocabulary: symbols ``0 .. S-1``, then ``<k> = S``, ``<v> = S+1``, ``<q> = S+2``
 a long stretch of filler text, asked for at the end. :func:`passkey_prompt` builds it exactly,
 :func:`filler_chars_for_tokens` sizes it to a token budget, :func:`score_passkey` grades an answer.
 
+**Retrieval curriculum** (task ``"retrieval"``, what ``passkey-fot`` is trained on). It shares
+nothing with the passkey template but the skill: ``C_prev`` is book text (the ``books`` corpus)
+with ``E`` needles ``"{phrase} {number}."`` spliced in, each phrase a random run of 2-5 words of
+another book passage; ``C_curr`` is other book text in which every phrase comes back, and the
+loss is only on the ``" {number}."`` that follows it. No instruction line, no repeated filler, no
+"pass key" wording: a model that passes the passkey test has learned to find the earlier
+occurrence of what it is reading, through memory, and copy what came next.
+
 Differences from the paper: 32 symbols and keys/values of 2 tokens by default (paper: 64 symbols,
 4 tokens) so a 3-layer model learns the task on a CPU in minutes.
 """
@@ -299,3 +307,69 @@ def score_passkey(generated_text: str, key: int) -> bool:
     """True when the first number in the generated continuation is exactly ``key``."""
     match = re.search(r"\d+", generated_text)
     return match is not None and int(match.group()) == int(key)
+
+
+# ---------------------------------------------------------------------------------------------
+# retrieval curriculum (passkey-fot's training data; see the module docstring)
+
+def _passage(texts: list, length: int, rng: np.random.Generator) -> np.ndarray:
+    """``length`` consecutive bytes of a random document of ``texts`` (byte arrays)."""
+    doc = texts[int(rng.integers(len(texts)))]
+    start = int(rng.integers(0, len(doc) - length + 1))
+    return doc[start:start + length]
+
+
+def _phrase(texts: list, rng: np.random.Generator) -> bytes:
+    """2-5 whole words of a random passage, on one line."""
+    while True:
+        words = bytes(_passage(texts, 80, rng)).replace(b"\n", b" ").split()[1:-1]
+        count = int(rng.integers(2, 6))
+        if len(words) >= count:
+            start = int(rng.integers(0, len(words) - count + 1))
+            phrase = b" ".join(words[start:start + count])
+            if len(phrase) >= 8:
+                return phrase
+
+
+def _splice(filler: np.ndarray, inserts: list, rng: np.random.Generator) -> tuple[np.ndarray, list]:
+    """``filler`` with ``inserts`` (byte strings) put at random points, in order.
+
+    Returns the bytes and the start offset of every insert."""
+    cuts = np.sort(rng.integers(0, len(filler) + 1, size=len(inserts)))
+    pieces, starts, pos, prev = [], [], 0, 0
+    for cut, insert in zip(cuts, inserts):
+        pieces.append(filler[prev:cut])
+        pos += cut - prev
+        starts.append(pos)
+        pieces.append(np.frombuffer(insert, dtype=np.uint8))
+        pos += len(insert)
+        prev = cut
+    pieces.append(filler[prev:])
+    return np.concatenate(pieces), starts
+
+
+def retrieval_pair(cfg: DataConfig, texts: list, rng: np.random.Generator):
+    """One row of the retrieval curriculum: ``(tokens, targets)``, each ``(2, n)`` long.
+
+    ``texts``: byte arrays (``np.uint8``) of book text, each longer than ``n``.
+    """
+    if cfg.task != "retrieval":
+        raise ValueError(f"task={cfg.task!r} is not allowed here: 'retrieval'")
+    n, count = cfg.window, cfg.entries_per_window
+    phrases = [_phrase(texts, rng) for _ in range(count)]
+    numbers = [b" %d." % int(rng.integers(1, PASSKEY_MAX + 1)) for _ in range(count)]
+    needles = [p + a for p, a in zip(phrases, numbers)]
+    room = n - sum(len(x) for x in needles)
+    if room < 0:
+        raise ValueError(f"entries_per_window={count} needles of up to {max(map(len, needles))} "
+                         f"bytes do not fit a window of {n}: raise window or lower the count")
+    prev, _ = _splice(_passage(texts, room, rng), needles, rng)
+    order = rng.permutation(count)
+    curr, starts = _splice(_passage(texts, room, rng), [needles[i] for i in order], rng)
+    tokens = torch.from_numpy(np.stack([prev, curr]).astype(np.int64))
+    targets = torch.full_like(tokens, IGNORE)
+    for start, i in zip(starts, order):
+        first = start + len(phrases[i])  # the answer " {number}." occupies first .. end - 1
+        end = start + len(needles[i])
+        targets[1, first - 1:end - 1] = tokens[1, first:end]
+    return tokens, targets

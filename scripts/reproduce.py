@@ -17,11 +17,12 @@ import torch
 
 from fot_edu.checkpoint import CHECKPOINT_DIR, export_weights, load_model
 from fot_edu.config import preset
-from fot_edu.evaluate import dictionary_accuracy, distraction_curve, perplexity_with_distractors
+from fot_edu.evaluate import (dictionary_accuracy, distraction_curve, passkey_accuracy,
+                              perplexity_with_distractors)
 from fot_edu.train import train
 
 PRESETS = ["dict-fot", "dict-d1", "dict-vanilla", "dict-mt",
-           "code-fot", "code-d1", "code-vanilla", "code-mt"]
+           "code-fot", "code-d1", "code-vanilla", "code-mt", "passkey-fot"]
 RESULTS = CHECKPOINT_DIR / "results.json"
 
 
@@ -32,6 +33,11 @@ def evaluate(path) -> dict:
         figures.update(dictionary_accuracy(model, cfg, (0, 1, 3, 7, 15, 31, 63), batches=2))
     else:
         figures.update(perplexity_with_distractors(model, cfg, (0, 7, 15), batches=2))
+    if cfg.data.task == "retrieval":
+        lengths = ("1x", "4x", "16x", "32x")
+        figures["passkey"] = passkey_accuracy(model, cfg, lengths, trials=10)["accuracy"]
+        figures["passkey_no_memory"] = passkey_accuracy(model, cfg, lengths, trials=10,
+                                                        memory=False)["accuracy"]
     if model.cfg.memory_layers:
         figures["r_d"] = distraction_curve(model, cfg, (2, 4, 8, 16), batches=2)
     return {m: {str(k): round(v, 4) for k, v in vals.items()} for m, vals in figures.items()}
@@ -66,13 +72,16 @@ def main() -> None:
     parser.add_argument("--eval-only", action="store_true", help="skip training, evaluate runs/")
     parser.add_argument("--ship", action="store_true", help="copy weights + figures to data/checkpoints/")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--trained-on", help="with --eval-only: the machine the run was trained on, "
+                                             "for the record (default: this one)")
+    parser.add_argument("--train-seconds", type=float, help="with --eval-only: its training wall time")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     shipped = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for name in args.presets:
         run_dir = Path(args.runs) / name
-        seconds = None
+        seconds = args.train_seconds
         if not args.eval_only:
             start = time.perf_counter()
             train(preset(name), out_dir=run_dir, resume=True, device="cpu")
@@ -88,8 +97,9 @@ def main() -> None:
         if args.ship:
             record = {"command": f"python -m fot_edu train --preset {name}", "seed": preset(name).seed,
                       "train_seconds": seconds or shipped.get(name, {}).get("train_seconds"),
-                      "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads, "
-                                 f"torch {torch.__version__}, fp32",
+                      "machine": args.trained_on or (
+                          f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads, "
+                          f"torch {torch.__version__}, fp32"),
                       "figures": figures}
             CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
             export_weights(run_dir / "checkpoint.pt", CHECKPOINT_DIR / f"{name}.pt", extra=record)

@@ -6,7 +6,8 @@ import pytest
 
 from fot_edu.__main__ import main
 from fot_edu.checkpoint import CHECKPOINT_DIR, load_model
-from fot_edu.evaluate import dictionary_accuracy, parse_length, perplexity_with_distractors
+from fot_edu.evaluate import (dictionary_accuracy, parse_length, passkey_accuracy,
+                              perplexity_with_distractors)
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,9 @@ def test_eval_passkey_json_shape(code_checkpoint, capsys):
                             "--lengths", "300,10x", "--trials", "1"])
     assert list(res["accuracy"]) == ["300", "10x"]
     assert all(v in (0.0, 1.0) for v in res["accuracy"].values())
+    res = run_json(capsys, ["eval", "passkey", "--checkpoint", code_checkpoint,
+                            "--lengths", "10x", "--trials", "1", "--no-memory"])
+    assert list(res["accuracy"]) == ["10x"]
 
 
 def test_parse_length():
@@ -63,6 +67,9 @@ def test_shipped_checkpoint_reproduces_its_recorded_figure(name):
     else:
         got = perplexity_with_distractors(model, cfg, (0,), batches=2)["perplexity"][0]
         assert got == pytest.approx(figures["perplexity"]["0"], rel=0.01)
+    if cfg.data.task == "retrieval":  # the same 10 seeded prompts as the record, at 4x
+        got = passkey_accuracy(model, cfg, ("4x",), trials=10)["accuracy"]["4x"]
+        assert got == pytest.approx(figures["passkey"]["4x"], abs=0.01)
 
 
 def test_every_shipped_checkpoint_has_a_record_and_is_small():

@@ -94,12 +94,21 @@ def test_generate_is_greedy_and_uses_memory():
     prompt = torch.randint(0, 30, (1, 37))
     out = generate(model, prompt, 5, window=8, k=4)
     assert out.shape == (1, 5)
-    # first generated token == argmax of streaming logits over the prompt at its last position
-    full = (prompt.shape[1] - 1) // 8 * 8
+    # first token: the prompt's last window is local, everything before it is in memory
+    split = prompt.shape[1] - 8
     memories = model.new_memories(1, 64)
-    stream_logits(model, prompt[:, :full], 8, memories, k=4)
-    last = model(prompt[:, full:], memories=memories, k=4, add_to_memory=False).logits[0, -1]
+    stream_logits(model, prompt[:, :split], 8, memories, k=4)
+    last = model(prompt[:, split:], memories=memories, k=4, add_to_memory=False).logits[0, -1]
     assert out[0, 0] == last.argmax()
+
+
+def test_generate_within_one_window_is_plain_greedy_decoding():
+    model = make()
+    tokens = torch.randint(0, 30, (2, 5))
+    out = generate(model, tokens, 6, window=16)
+    for _ in range(6):  # 11 tokens < window: no memory involved, one forward per token
+        tokens = torch.cat([tokens, model(tokens).logits[:, -1:].argmax(-1)], dim=1)
+    assert torch.equal(out, tokens[:, 5:])
 
 
 @pytest.mark.parametrize("tokens, match", [

@@ -1,6 +1,8 @@
 """Dictionary lookup and passkey retrieval (fot_edu.tasks)."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -183,3 +185,38 @@ def test_score_passkey():
     assert not tasks.score_passkey(" the key", 42532)
     with pytest.raises(ValueError, match="filler_chars=-1"):
         tasks.passkey_prompt(-1, 0)
+
+
+# -- retrieval curriculum (passkey-fot's training data) ---------------------------------------------
+
+RETRIEVAL = DataConfig(task="retrieval", window=256, entries_per_window=3)
+
+
+def test_retrieval_answers_follow_their_phrase_in_both_windows():
+    batch = training_batch(RETRIEVAL, "train", 8, step=3)
+    assert batch.tokens.shape == batch.targets.shape == (8, 2, 256)
+    assert (batch.targets[:, 0] == -100).all()  # no loss on C_prev: it only hides the needles
+    for row in range(8):
+        prev = bytes(batch.tokens[row, 0].tolist())
+        curr, targets = batch.tokens[row, 1], batch.targets[row, 1]
+        answers = [m for m in re.finditer(rb" \d+\.", bytes(curr.tolist()))
+                   if (targets[m.start() - 1:m.end() - 1] != -100).all()]
+        assert len(answers) == RETRIEVAL.entries_per_window
+        assert int((targets != -100).sum()) == sum(m.end() - m.start() for m in answers)
+        for m in answers:
+            # the target of each position is the next token, and the answer is only in C_prev
+            assert torch.equal(targets[m.start() - 1:m.end() - 1], curr[m.start():m.end()])
+            needle = bytes(curr[m.start() - 8:m.end()].tolist())  # phrase tail + answer
+            assert needle in prev
+
+
+def test_retrieval_shares_no_wording_with_the_passkey_template():
+    text = b"".join(bytes(training_batch(RETRIEVAL, "train", 16, step=s).tokens.flatten().tolist())
+                    for s in range(4)).lower()
+    for phrase in (b"pass key", b"the grass is green", b"remember it", b"important info"):
+        assert phrase not in text
+
+
+def test_retrieval_needles_that_do_not_fit_are_refused():
+    with pytest.raises(ValueError, match="entries_per_window=6 needles"):
+        training_batch(DataConfig(task="retrieval", window=64, entries_per_window=6), "train", 2, 0)
