@@ -75,6 +75,9 @@ def fallback_config(name: str, fast: bool) -> TrainConfig:
                  eval_every=40, checkpoint_every=40, eval_batches=1)
     if cfg.data.task == "dictionary":
         return cfg.replace(**small, data=preset("tiny-fot").data)
+    if cfg.data.task == "retrieval":  # one needle a window, and room for it
+        return cfg.replace(**small, data=cfg.data.__class__(task="retrieval", window=128,
+                                                            entries_per_window=1))
     return cfg.replace(**small, data=cfg.data.__class__(task=cfg.data.task, window=32))
 
 
@@ -367,7 +370,8 @@ def metric_vs_memory_figure(results: dict, metric: str = "accuracy", title: str 
              "r": "attention on own document (share, 0..1)"}
     fig = go.Figure()
     for name, curve in results.items():
-        xs = sorted(curve, key=lambda v: (isinstance(v, str), v))
+        numeric = all(isinstance(x, (int, float)) for x in curve)
+        xs = sorted(curve) if numeric else list(curve)  # "1x", "4x", ...: the order given
         fig.add_trace(go.Scatter(x=[str(x) for x in xs], y=[curve[x] for x in xs], name=name,
                                  mode="lines+markers", line=dict(color=MODEL_COLORS.get(name))))
     return fig.update_layout(title=title or f"{metric} against memory size", xaxis_title=xlabel,

@@ -35,9 +35,9 @@ def evaluate(path) -> dict:
         figures.update(perplexity_with_distractors(model, cfg, (0, 7, 15), batches=2))
     if cfg.data.task == "retrieval":
         lengths = ("1x", "4x", "16x", "32x")
-        figures["passkey"] = passkey_accuracy(model, cfg, lengths, trials=10)["accuracy"]
-        figures["passkey_no_memory"] = passkey_accuracy(model, cfg, lengths, trials=10,
-                                                        memory=False)["accuracy"]
+        for name, kwargs in (("passkey_top32", {"k": 32}), ("passkey_dense", {}),
+                             ("passkey_no_memory", {"memory": False})):
+            figures[name] = passkey_accuracy(model, cfg, lengths, trials=10, **kwargs)["accuracy"]
     if model.cfg.memory_layers:
         figures["r_d"] = distraction_curve(model, cfg, (2, 4, 8, 16), batches=2)
     return {m: {str(k): round(v, 4) for k, v in vals.items()} for m, vals in figures.items()}

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from fot_edu import measure, report, viz, widgets
+from fot_edu.config import PRESETS
 from fot_edu.train import train
 
 
@@ -43,6 +44,12 @@ def test_fallback_config_is_small_and_keeps_the_kind():
     assert slow.steps <= 300 and slow.d_at(slow.steps - 1) == 8
     with pytest.raises(ValueError, match="preset"):
         viz.fallback_config("no-such-model", fast=True)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_has_a_fallback_that_takes_a_training_step(name):
+    cfg = viz.fallback_config(name, fast=True).replace(steps=1)
+    assert train(cfg, progress=False).history[0]["loss"] > 0
 
 
 def test_snapshot_slots_and_masses(snap, models):
