@@ -1,6 +1,8 @@
 """Experiments end to end in fast mode: every eval command's JSON shape, and the shipped
 checkpoints reproduce the figures recorded beside them."""
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 
@@ -53,6 +55,7 @@ def test_parse_length():
         parse_length("lots", 128)
 
 
+ROOT = Path(__file__).resolve().parents[1]
 RESULTS = CHECKPOINT_DIR / "results.json"
 SHIPPED = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
 
@@ -76,3 +79,17 @@ def test_every_shipped_checkpoint_has_a_record_and_is_small():
     for path in CHECKPOINT_DIR.glob("*.pt"):
         assert path.stem in SHIPPED, f"{path.name} has no entry in results.json"
         assert path.stat().st_size <= 3_000_000, f"{path.name} is over 3 MB"
+
+
+def test_plot_results_draws_one_png_per_finding_from_the_record(tmp_path):
+    spec = importlib.util.spec_from_file_location("plot_results", ROOT / "scripts" / "plot_results.py")
+    plot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot)
+    record = {"dict-fot": {"figures": {"accuracy": {"0": 1.0, "7": 0.9}, "r_d": {"2": 0.9, "8": 0.6}}},
+              "code-d1": {"figures": {"perplexity": {"no_memory": 4.0, "0": 3.8, "7": 4.2}}}}
+    (tmp_path / "results.json").write_text(json.dumps(record))
+    assert plot.main(["--results", str(tmp_path / "results.json"), "--out", str(tmp_path)]) == 0
+    drawn = sorted(p.name for p in tmp_path.glob("*.png"))
+    # no passkey-fot in this record: that figure is skipped, not drawn empty
+    assert drawn == ["code_perplexity.png", "dictionary_accuracy.png", "distraction_ratio.png"]
+    assert all((tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in drawn)
