@@ -17,10 +17,32 @@ is full the **oldest** entries are overwritten first (FIFO). ``clear(rows)`` emp
 e.g. when a row's document ends in single-document evaluation. Beside every key the store keeps
 the id of the document it came from, so a plot can colour retrieved keys by document.
 
-Backends: ``"exact"`` is a batched ``matmul + topk`` in torch (the reference). ``"faiss"`` (exact
-flat index) and ``"faiss-hnsw"`` (approximate graph index) run the search in faiss, imported only
-when asked for; the keys and values stay in the same torch buffers, so FIFO and ``clear`` are
-shared. Stored keys are detached: memory is never part of the autograd graph.
+Backends: ``"exact"`` is a batched ``matmul + topk`` in torch (the reference). The others run the
+search in faiss, imported only when asked for; the keys and values stay in the same torch
+buffers, so FIFO and ``clear`` are shared, and faiss only answers "which slots":
+
+* ``"faiss"``: an exact flat index; ``"faiss-hnsw"``: an approximate graph index. Both are
+  rebuilt from the buffers on the first search after every ``add``: fine for a memory that is
+  filled once and searched often, too slow for streaming, which adds after every window.
+* ``"faiss-ivf"``: approximate and **incremental**, for streaming with a large memory. IVF
+  (inverted file) runs k-means once to cut the key space into ``nlist`` cells, one centroid
+  each, and files every key in the list of its nearest centroid. A query is compared with the
+  centroids, then only with the keys of the ``nprobe`` lists whose centroids score highest:
+  about ``nprobe / nlist`` of the memory instead of all of it. A true neighbour is missed when
+  it lies in a list that was not probed, so recall depends on the keys being **clustered**:
+  real model keys are (a query and its neighbours fall in the same few cells), random unit
+  vectors are not (their neighbours are spread over many cells, and recall drops). ``nprobe``
+  (keyword, default 16; ``memory.nprobe`` may change between searches) trades speed for
+  recall; ``nprobe >= nlist`` searches every list, i.e. exactly.
+  One index per (row, head), with ids = slot indices. Rule (``ivf_lists``): ``nlist`` is about
+  ``4 sqrt(capacity)``, where a query's work is least, but at most ``capacity / 39`` (39
+  training keys per list, faiss's minimum) and at most 1024 (k-means cost). A row's indexes
+  are trained the first time the row holds ``39 nlist`` keys, on a sample of that many; until
+  then the row is searched exactly (flat index). After that ``add`` is incremental: the slots
+  FIFO overwrites are removed from the index (a hash table from id to list makes that cheap),
+  the new keys added. ``clear(rows)`` drops those rows' indexes; refilled, they train again.
+
+Stored keys are detached: memory is never part of the autograd graph.
 
 Search results: with ``k`` larger than a row's stored items the missing neighbours come back
 with score ``-inf`` (use ``scores.isfinite()`` as the attention mask); ``k`` itself is clamped to
@@ -33,7 +55,24 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-BACKENDS = ("exact", "faiss", "faiss-hnsw")
+BACKENDS = ("exact", "faiss", "faiss-hnsw", "faiss-ivf")
+IVF_KEYS_PER_LIST = 39  # faiss's minimum of training points per k-means centroid
+IVF_MAX_LISTS = 1024  # k-means work grows as nlist^2: ~1 s a (row, head) on one core at 1024
+
+
+def ivf_lists(capacity: int) -> tuple[int, int]:
+    """faiss-ivf's rule: ``(nlist, train_size)`` for a memory of ``capacity`` slots per row.
+
+    A query scans about ``nlist`` centroids plus ``nprobe * capacity / nlist`` keys, least at
+    ``nlist = sqrt(nprobe * capacity)``: ``4 sqrt(capacity)`` for nprobe 16. Two caps: at most
+    ``capacity // 39``, so that a row holds 39 training keys per list; at most 1024, because
+    k-means grows with ``nlist^2`` and runs for every (row, head), again after each ``clear``.
+    A row is trained once it holds ``train_size = 39 * nlist`` keys. Below 39 slots
+    ``train_size > capacity``: such a memory is always searched exactly. E.g. 4,096 slots:
+    105 lists, trained at 4,095 keys; 65,536 or more: 1,024 lists, trained at 39,936 keys.
+    """
+    nlist = max(1, min(round(4 * capacity ** 0.5), capacity // IVF_KEYS_PER_LIST, IVF_MAX_LISTS))
+    return nlist, IVF_KEYS_PER_LIST * nlist
 
 
 class SearchResult(NamedTuple):
@@ -44,12 +83,15 @@ class SearchResult(NamedTuple):
 
 
 class KNNMemory:
-    """Ring-buffer kNN store of shape ``(b, h, capacity, dh)`` with exact or faiss search."""
+    """Ring-buffer kNN store of shape ``(b, h, capacity, dh)`` with exact or faiss search.
+
+    ``nprobe``: lists searched per query by the ``"faiss-ivf"`` backend (ignored by the others).
+    """
 
     def __init__(self, batch_size: int, num_heads: int, head_dim: int, capacity: int,
-                 backend: str = "exact", device=None, dtype=torch.float32):
+                 backend: str = "exact", device=None, dtype=torch.float32, *, nprobe: int = 16):
         for name, value in (("batch_size", batch_size), ("num_heads", num_heads),
-                            ("head_dim", head_dim), ("capacity", capacity)):
+                            ("head_dim", head_dim), ("capacity", capacity), ("nprobe", nprobe)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} is not allowed: a positive integer")
         if backend not in BACKENDS:
@@ -64,7 +106,10 @@ class KNNMemory:
         self.doc_ids = torch.full((batch_size, capacity), -1, dtype=torch.long, device=device)
         self.sizes = torch.zeros(batch_size, dtype=torch.long, device=device)  # items per row
         self.write_pos = torch.zeros(batch_size, dtype=torch.long, device=device)  # next slot
-        self._faiss_cache: dict = {}
+        self._faiss_cache: dict = {}  # (row, head) -> flat/HNSW index, dropped at every add
+        self.nprobe = nprobe  # faiss-ivf: lists searched per query
+        self.nlist, self.train_size = ivf_lists(capacity)  # faiss-ivf: see ivf_lists()
+        self.ivf_indexes: dict = {}  # faiss-ivf: (row, head) -> trained IndexIVFFlat, ids = slots
 
     def __len__(self) -> int:
         """Items in the fullest row."""
@@ -104,6 +149,7 @@ class KNNMemory:
         rows, tok = keep.nonzero(as_tuple=True)
         slot = (self.write_pos[rows] + rank[rows, tok] - (count[rows] - self.capacity).clamp(min=0))
         slot = slot % self.capacity
+        old_sizes = self.sizes.clone()
         self.keys[rows, :, slot] = keys.detach().to(device, self.keys.dtype)[rows, :, tok]
         self.values[rows, :, slot] = values.detach().to(device, self.values.dtype)[rows, :, tok]
         self.doc_ids[rows, slot] = doc_ids[rows, tok]
@@ -111,6 +157,8 @@ class KNNMemory:
         self.write_pos = (self.write_pos + stored) % self.capacity
         self.sizes = (self.sizes + stored).clamp(max=self.capacity)
         self._faiss_cache.clear()
+        if self.backend == "faiss-ivf":
+            self._update_ivf(rows, slot, old_sizes)
 
     def clear(self, rows=None) -> None:
         """Empty the named rows (an int, a list, or a ``(b,)`` bool mask); all rows if None."""
@@ -126,6 +174,8 @@ class KNNMemory:
         self.write_pos[rows] = 0
         self.doc_ids[rows] = -1
         self._faiss_cache.clear()
+        cleared = set(rows.nonzero().flatten().tolist())  # faiss-ivf: retrained when refilled
+        self.ivf_indexes = {rh: ix for rh, ix in self.ivf_indexes.items() if rh[0] not in cleared}
 
     def search(self, queries: torch.Tensor, k: int) -> SearchResult:
         """The ``k`` stored keys with the largest inner product with each query ``(b, h, n, dh)``."""
@@ -179,7 +229,6 @@ class KNNMemory:
         return b, h, n, dh
 
     def _faiss_search(self, queries: torch.Tensor, k: int):
-        faiss = _import_faiss()
         b, h, n, _ = queries.shape
         scores = torch.full((b, h, n, k), float("-inf"))
         indices = torch.zeros((b, h, n, k), dtype=torch.long)
@@ -189,20 +238,64 @@ class KNNMemory:
             if size == 0:
                 continue
             for head in range(h):
-                index = self._faiss_cache.get((row, head))
-                if index is None:
-                    if self.backend == "faiss":
-                        index = faiss.IndexFlatIP(self.head_dim)
-                    else:
-                        index = faiss.IndexHNSWFlat(self.head_dim, 32, faiss.METRIC_INNER_PRODUCT)
-                    index.add(self.keys[row, head, :size].float().cpu().numpy())
-                    self._faiss_cache[(row, head)] = index
+                index = self._faiss_index(row, head, size)
                 found_scores, found = index.search(q_np[row, head], min(k, size))
                 kk = found.shape[1]
                 scores[row, head, :, :kk] = torch.from_numpy(found_scores)
                 indices[row, head, :, :kk] = torch.from_numpy(found).long().clamp(min=0)
+                # -1: no item (IVF: fewer than k keys in the probed lists)
                 scores[row, head, :, :kk][torch.from_numpy(found) < 0] = float("-inf")
         return scores.to(queries.device), indices.to(queries.device)
+
+    def _faiss_index(self, row: int, head: int, size: int):
+        """The index that answers for (row, head): its trained IVF index (faiss-ivf), else a
+        flat or HNSW index of the row's ``size`` items, built on first use after an ``add``."""
+        index = self.ivf_indexes.get((row, head))
+        if index is not None:
+            index.nprobe = self.nprobe
+            return index
+        index = self._faiss_cache.get((row, head))
+        if index is None:
+            faiss = _import_faiss()
+            if self.backend == "faiss-hnsw":
+                index = faiss.IndexHNSWFlat(self.head_dim, 32, faiss.METRIC_INNER_PRODUCT)
+            else:  # "faiss", and "faiss-ivf" rows whose index is not trained yet: exact
+                index = faiss.IndexFlatIP(self.head_dim)
+            index.add(self.keys[row, head, :size].float().cpu().numpy())  # ids 0..size-1 = slots
+            self._faiss_cache[(row, head)] = index
+        return index
+
+    def _update_ivf(self, rows: torch.Tensor, slots: torch.Tensor, old_sizes: torch.Tensor) -> None:
+        """faiss-ivf after ``add`` wrote ``slots`` of ``rows``: a trained (row, head) removes the
+        slots' old keys (FIFO) and indexes their new ones; a row now holding ``train_size``
+        keys gets its indexes trained."""
+        for row in rows.unique().tolist():
+            written = slots[rows == row]  # distinct slots
+            if (row, 0) not in self.ivf_indexes:
+                if int(self.sizes[row]) >= self.train_size:
+                    for head in range(self.num_heads):
+                        self.ivf_indexes[row, head] = self._train_ivf(row, head)
+                continue
+            overwritten = written[written < old_sizes[row]].cpu().numpy()  # slots that held a key
+            new_keys = self.keys[row][:, written].float().cpu().numpy()  # (h, s, dh)
+            ids = written.cpu().numpy()
+            for head in range(self.num_heads):
+                index = self.ivf_indexes[row, head]
+                if overwritten.size:  # first: an id must never be in the index twice
+                    index.remove_ids(overwritten)
+                index.add_with_ids(new_keys[head], ids)
+
+    def _train_ivf(self, row: int, head: int):
+        """A trained ``IndexIVFFlat`` over the row's keys (k-means on 39 keys per list)."""
+        faiss = _import_faiss()
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.head_dim), self.head_dim, self.nlist,
+                                   faiss.METRIC_INNER_PRODUCT)
+        index.cp.max_points_per_centroid = IVF_KEYS_PER_LIST  # faiss samples train_size keys
+        keys = self.keys[row, head, :int(self.sizes[row])].float().cpu().numpy()
+        index.train(keys)
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)  # id -> (list, offset): cheap removal
+        index.add_with_ids(keys, torch.arange(len(keys)).numpy())
+        return index
 
 
 def _import_faiss():
