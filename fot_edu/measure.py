@@ -65,7 +65,7 @@ def collect_keys(model, cfg, windows: int = 64, layer: int | None = None):
 
 
 def knn_benchmark(keys, queries, sizes, k: int = 8, num_queries: int = 64,
-                  backends=("exact", "faiss", "faiss-hnsw")) -> dict:
+                  backends=("exact", "faiss", "faiss-hnsw", "faiss-ivf")) -> dict:
     """Recall@k against exact search and milliseconds per search batch, for each memory size.
 
     Returns ``{"recall": {backend: {size: r}}, "ms": {backend: {size: t}}}``.
