@@ -27,59 +27,53 @@ LABELS = {"fot": "FoT (crossbatch, d ramped to 8)", "d1": "d = 1 (no negatives)"
 
 
 def _series(values: dict) -> tuple[list, list]:
-    keys = sorted(values, key=float)
+    """Numeric keys in order (a key like "no_memory" is not a point of the curve)."""
+    keys = sorted((k for k in values if k.replace(".", "", 1).isdigit()), key=float)
     return [float(k) for k in keys], [values[k] for k in keys]
 
 
+def _curve(ax, results: dict, name: str, kind: str, metric: str, shift: float = 0.0) -> bool:
+    """Checkpoint ``name``'s ``metric`` against N (or d), drawn in ``kind``'s style, if recorded."""
+    values = results.get(name, {}).get("figures", {}).get(metric)
+    if not values:
+        return False
+    xs, ys = _series(values)
+    color, fmt = STYLE[kind]
+    ax.plot([x + shift for x in xs], ys, fmt, color=color, label=LABELS[kind])
+    return True
+
+
 def dictionary_accuracy(results: dict, ax) -> bool:
-    drawn = False
-    for kind in ("fot", "d1", "mt", "vanilla"):
-        rec = results.get(f"dict-{kind}")
-        if rec:
-            xs, ys = _series(rec["figures"]["accuracy"])
-            color, fmt = STYLE[kind]
-            ax.plot([x + 1 for x in xs], ys, fmt, color=color, label=LABELS[kind])
-            drawn = True
+    # x = documents in memory: the own one plus N distractors
+    drawn = [_curve(ax, results, f"dict-{kind}", kind, "accuracy", shift=1)
+             for kind in ("fot", "d1", "mt", "vanilla")]
     ax.set(xscale="log", xlabel="documents in memory (own + N distractors)", ylim=(0, 1.05),
            ylabel="answer accuracy", title="Dictionary lookup: accuracy as memory fills")
     ax.set_xticks([1, 2, 4, 8, 16, 32, 64], ["1", "2", "4", "8", "16", "32", "64"])
     ax.minorticks_off()
-    return drawn
+    return any(drawn)
 
 
 def distraction(results: dict, ax) -> bool:
-    drawn = False
-    for kind in ("fot", "d1"):
-        rec = results.get(f"dict-{kind}")
-        if rec and "r_d" in rec["figures"]:
-            xs, ys = _series(rec["figures"]["r_d"])
-            color, fmt = STYLE[kind]
-            ax.plot(xs, ys, fmt, color=color, label=LABELS[kind])
-            drawn = True
-    if drawn:
-        ax.plot(xs, [1 / x for x in xs], ":", color="black", label="1/d: attention spread evenly")
+    drawn = [_curve(ax, results, f"dict-{kind}", kind, "r_d") for kind in ("fot", "d1")]
+    ds = [2, 4, 8, 16]
+    ax.plot(ds, [1 / d for d in ds], ":", color="black", label="1/d: attention spread evenly")
     ax.set(xscale="log", xlabel="d (documents visible to a query)", ylim=(0, 1.05),
            ylabel="r_d: attention mass on the own document", title="Distraction ratio r_d (§3.3)")
-    ax.set_xticks([2, 4, 8, 16], ["2", "4", "8", "16"])
+    ax.set_xticks(ds, [str(d) for d in ds])
     ax.minorticks_off()
-    return drawn
+    return any(drawn)
 
 
 def code_perplexity(results: dict, ax) -> bool:
-    drawn = False
-    for kind in ("fot", "d1"):
-        rec = results.get(f"code-{kind}")
-        if rec:
-            ppl = dict(rec["figures"]["perplexity"])
-            base = ppl.pop("no_memory")
-            xs, ys = _series(ppl)
-            color, fmt = STYLE[kind]
-            ax.plot(xs, ys, fmt, color=color, label=LABELS[kind])
-            ax.axhline(base, color=color, ls=":", lw=1)
-            drawn = True
+    drawn = [_curve(ax, results, f"code-{kind}", kind, "perplexity") for kind in ("fot", "d1")]
+    for kind, shown in zip(("fot", "d1"), drawn):
+        if shown:
+            base = results[f"code-{kind}"]["figures"]["perplexity"]["no_memory"]
+            ax.axhline(base, color=STYLE[kind][0], ls=":", lw=1)
     ax.set(xlabel="distractor files in memory (N)", ylabel="perplexity (bytes)",
            title="Code: perplexity with distractors (dotted: no memory)")
-    return drawn
+    return any(drawn)
 
 
 def passkey(results: dict, ax) -> bool:
