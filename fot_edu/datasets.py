@@ -101,7 +101,8 @@ def training_batch(cfg: DataConfig, split: str, batch_size: int, step: int, seed
 
     Corpora: distinct documents of ``split`` long enough for ``windows * n + 1`` tokens, each at a
     random offset. Dictionary: fresh synthetic documents (see ``fot_edu.tasks``), loss only on
-    the answers.
+    the answers. Retrieval: one (C_prev, C_curr) pair a row, needles spliced into passages of the
+    ``books`` split (``tasks.retrieval_pair``), loss only on the numbers after the phrases.
     """
     _check_common(split, batch_size, step, seed, windows)
     rng = np.random.default_rng([int(seed), int(step), SPLITS.index(split), 3])

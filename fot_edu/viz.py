@@ -284,8 +284,8 @@ def similarities(snap: MemorySnapshot, head: int = 0) -> dict:
 def entry_key_cosine(snap: MemorySnapshot, head: int = 0) -> float:
     """Mean cosine between the '<v>' keys of different dictionary entries (own and distractors).
 
-    High when keys of different entries crowd together. The issue's prototype measured 0.2-0.8
-    under d=1 and ~0.05 under FoT. The shipped checkpoints give ~0.6 (d=1) and ~0.77 (FoT, head
+    High when keys of different entries crowd together. An early prototype of this recipe
+    measured 0.2-0.8 under d=1 and ~0.05 under FoT. The shipped checkpoints give ~0.6 (d=1) and ~0.77 (FoT, head
     0): their FoT separates entries with a sharper learned temperature (tau ~17 vs ~9), not by
     spreading keys apart on average.
     """

@@ -313,6 +313,21 @@ def test_crossbatch_training_step_is_finite_in_bf16_autocast():
                                         if p.grad is not None)
 
 
+def test_memory_layer_accepts_fp32_normalize_under_bf16_like_cuda_autocast(monkeypatch):
+    # CUDA autocast runs F.normalize in fp32 while the projections stay bf16; CPU autocast does
+    # not, so imitate it: before the fix, memory_attention refused the fp32 q/k with bf16 v.
+    import torch.nn.functional as F
+
+    normalize = F.normalize
+    monkeypatch.setattr(F, "normalize", lambda x, *a, **kw: normalize(x.float(), *a, **kw))
+    model = tiny_model().to(torch.bfloat16)
+    tokens = torch.randint(0, 16, (4, 2, 8))
+    assert torch.isfinite(model(tokens, d=4).logits.float()).all()
+    memories = model.new_memories(4, 32)
+    out = model(tokens[:, 0], memories=memories, k=4)
+    assert torch.isfinite(out.logits.float()).all()
+
+
 # -- no network -----------------------------------------------------------------------------------
 
 def test_network_fixture_blocks_outside_and_allows_loopback():
