@@ -24,7 +24,7 @@ from common import compare, finish, quick_flag, table  # noqa: E402  (sets sys.p
 
 from fot_edu.checkpoint import CHECKPOINT_DIR, load_model
 from fot_edu.config import preset
-from fot_edu.datasets import eval_documents, training_batch  # noqa: F401
+from fot_edu.datasets import eval_documents
 from fot_edu.memory import KNNMemory
 from fot_edu.train import train
 

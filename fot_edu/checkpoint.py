@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from .config import TrainConfig
+from .model import FoTModel
 
 FORMAT_VERSION = 1
 CHECKPOINT_DIR = Path(os.environ.get("FOT_EDU_CHECKPOINTS",
@@ -62,16 +63,15 @@ def save_checkpoint(path, model, cfg: TrainConfig, *, optimizer=None, step: int 
 def resolve(name_or_path) -> Path:
     """A path as given, or a shipped checkpoint's name (``"dict-fot"`` -> data/checkpoints/...)."""
     path = Path(name_or_path)
-    if path.suffix == ".pt" or path.exists():
-        if not path.exists():
-            raise ValueError(f"checkpoint {str(path)!r} does not exist")
+    if path.exists():
         return path
     shipped = CHECKPOINT_DIR / f"{name_or_path}.pt"
-    if shipped.exists():
+    if path.suffix != ".pt" and shipped.exists():
         return shipped
     names = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt")) if CHECKPOINT_DIR.is_dir() else []
     raise ValueError(f"checkpoint={str(name_or_path)!r} is neither a file nor a shipped checkpoint; "
-                     f"shipped: {names or 'none'}")
+                     f"shipped: {', '.join(names) or 'none'}. Train one with `python -m fot_edu "
+                     f"train --preset NAME` (it writes runs/NAME/checkpoint.pt)")
 
 
 def load_checkpoint(name_or_path, map_location="cpu") -> dict:
@@ -89,11 +89,19 @@ def load_checkpoint(name_or_path, map_location="cpu") -> dict:
         raise ValueError(f"{str(path)!r} is not a fot_edu checkpoint (format_version "
                          f"{state.get('format_version') if isinstance(state, dict) else None!r}, "
                          f"expected {FORMAT_VERSION})")
-    state["config"] = TrainConfig.from_dict(json.loads(state.pop("config_json")))
+    state["config"] = TrainConfig.from_dict(_upgrade(json.loads(state.pop("config_json"))))
     state["history"] = json.loads(state.pop("history_json"))
     state["extra"] = json.loads(state.pop("extra_json"))
     state["path"] = str(path)
     return state
+
+
+def _upgrade(config: dict) -> dict:
+    """Configs written before MT was named only by ``memory_kind`` said ``mode="mt"`` (the shipped
+    ``dict-mt`` and ``code-mt``): that training is crossbatch with ``d = 1``."""
+    if config.get("mode") == "mt":
+        config = {**config, "mode": "crossbatch"}
+    return config
 
 
 def load_state_into(model, state_dict) -> None:
@@ -110,8 +118,6 @@ def load_state_into(model, state_dict) -> None:
 
 def load_model(name_or_path, device=None):
     """``(model, config)`` from a checkpoint, in eval mode, on ``device`` (default: cpu)."""
-    from .model import FoTModel
-
     state = load_checkpoint(name_or_path)
     cfg = state["config"]
     model = FoTModel(cfg.model)
@@ -122,8 +128,6 @@ def load_model(name_or_path, device=None):
 def export_weights(src, dst, extra: dict | None = None) -> Path:
     """A shippable copy of a training checkpoint: weights, config and history, no optimizer
     state (a third of the size). ``extra`` is stored beside them (e.g. wall time, machine)."""
-    from .model import FoTModel
-
     state = load_checkpoint(src)
     model = FoTModel(state["config"].model)
     load_state_into(model, state["model"])

@@ -13,6 +13,7 @@ from typing import Any
 MEMORY_KINDS = ("fot", "mt")  # fot: one softmax (eq. 1); mt: Memorizing Transformer gate
 TASKS = ("dictionary", "code", "books", "proofs", "retrieval")
 NEGATIVE_KINDS = ("neighbours", "hard")
+TRAIN_MODES = ("crossbatch", "plain")
 
 
 def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
@@ -68,6 +69,7 @@ class DataConfig:
     key_len: int = 2  # tokens per key
     value_len: int = 2  # tokens per value
     entries_per_window: int = 10  # definitions (retrieval: needles) in C_prev, questions in C_curr
+    large: bool = False  # corpora: the uncut versions in data/large/ (`python -m fot_edu data build --large`)
 
     def __post_init__(self) -> None:
         _check(self.task in TASKS, "task", self.task, f"one of {TASKS}")
@@ -76,19 +78,25 @@ class DataConfig:
             _check(isinstance(value, int) and value >= 1, name, value, "a positive integer")
         _check(self.window >= 2, "window", self.window, "at least 2 tokens")
         if self.task == "dictionary":
-            need = self.entries_per_window * (2 + self.key_len + self.value_len)
+            need = self.entries_per_window * self.entry_len
             _check(need <= self.window, "entries_per_window", self.entries_per_window,
-                   f"at most {self.window // (2 + self.key_len + self.value_len)} entries of "
-                   f"{2 + self.key_len + self.value_len} tokens in a window of {self.window}")
+                   f"at most {self.window // self.entry_len} entries of {self.entry_len} tokens "
+                   f"in a window of {self.window}")
             _check(self.num_symbols ** self.key_len >= self.entries_per_window, "num_symbols",
                    self.num_symbols, "enough symbols for distinct keys in a window")
+
+
+    @property
+    def entry_len(self) -> int:
+        """Tokens of one dictionary entry: marker, key, ``<v>``, value."""
+        return 2 + self.key_len + self.value_len
 
 
 @dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    mode: str = "crossbatch"  # "crossbatch" (FoT, d>=1), "plain" (no memory), "mt" (streaming MT)
+    mode: str = "crossbatch"  # "crossbatch" (memory layers see C_prev: FoT with d>=1, MT), "plain"
     d: int = 1  # crossbatch dimension: own C_prev + (d - 1) other documents' C_prev
     d_schedule: tuple[tuple[int, int], ...] = ()  # ((step, d), ...): from `step` on train with d
     negatives: str = "neighbours"  # "neighbours": rows i+1..i+d-1; "hard": most similar C_prev
@@ -112,8 +120,7 @@ class TrainConfig:
             self.data = DataConfig(**self.data)
         self.d_schedule = tuple(tuple(int(x) for x in pair) for pair in self.d_schedule)
         self.betas = tuple(self.betas)
-        _check(self.mode in ("crossbatch", "plain", "mt"), "mode", self.mode,
-               "'crossbatch', 'plain' or 'mt'")
+        _check(self.mode in TRAIN_MODES, "mode", self.mode, f"one of {TRAIN_MODES}")
         _check(self.negatives in NEGATIVE_KINDS, "negatives", self.negatives, f"one of {NEGATIVE_KINDS}")
         for name in ("batch_size", "steps", "eval_every", "eval_batches", "checkpoint_every"):
             value = getattr(self, name)
@@ -129,11 +136,9 @@ class TrainConfig:
         if self.mode != "plain":
             _check(bool(self.model.memory_layers), "model.memory_layers", self.model.memory_layers,
                    f"at least one memory layer for mode={self.mode!r}")
-        if self.mode == "mt":
-            _check(self.model.memory_kind == "mt", "model.memory_kind", self.model.memory_kind,
-                   "'mt' when mode='mt'")
-            _check(self.d == 1 and not self.d_schedule, "d", self.d,
-                   "1 with no d_schedule when mode='mt' (MT trains on its own previous window)")
+        if self.model.memory_kind == "mt" and self.mode == "crossbatch":
+            _check(self.d == 1 and not self.d_schedule, "d", self.d, "1 with no d_schedule for "
+                   "memory_kind='mt' (MT trains on its own previous window)")
         _check(self.data.window <= self.model.max_window, "data.window", self.data.window,
                f"at most model.max_window={self.model.max_window}")
 
@@ -174,29 +179,31 @@ _CODE_MODEL = dict(n_layers=3, d_model=128, n_heads=4, d_ff=512, memory_layers=(
 _FOT_SCHEDULE = ((0, 1), (150, 2), (250, 4), (350, 8))
 
 
-def _dict(mode: str, **kw) -> TrainConfig:
-    kind = "mt" if mode == "mt" else "fot"
-    layers = () if mode == "plain" else (1,)
-    model = ModelConfig(**{**_DICT_MODEL, "memory_layers": layers, "memory_kind": kind})
-    return TrainConfig(model=model, data=DataConfig(task="dictionary", window=64), mode=mode, **kw)
+def _dict(kind: str, **kw) -> TrainConfig:
+    """``kind``: "vanilla" (no memory layer), "fot" or "mt" (the memory layer's kind)."""
+    layers = () if kind == "vanilla" else (1,)
+    model = ModelConfig(**{**_DICT_MODEL, "memory_layers": layers,
+                           "memory_kind": "mt" if kind == "mt" else "fot"})
+    return TrainConfig(model=model, data=DataConfig(task="dictionary", window=64),
+                       mode="plain" if kind == "vanilla" else "crossbatch", **kw)
 
 
-def _code(mode: str, **kw) -> TrainConfig:
-    kind = "mt" if mode == "mt" else "fot"
-    layers = () if mode == "plain" else (1,)
-    model = ModelConfig(**{**_CODE_MODEL, "memory_layers": layers, "memory_kind": kind})
-    return TrainConfig(model=model, data=DataConfig(task="code", window=128), mode=mode,
-                       steps=750, **kw)
+def _code(kind: str, **kw) -> TrainConfig:
+    layers = () if kind == "vanilla" else (1,)
+    model = ModelConfig(**{**_CODE_MODEL, "memory_layers": layers,
+                           "memory_kind": "mt" if kind == "mt" else "fot"})
+    return TrainConfig(model=model, data=DataConfig(task="code", window=128),
+                       mode="plain" if kind == "vanilla" else "crossbatch", steps=750, **kw)
 
 
 PRESETS: dict[str, callable] = {
-    "dict-vanilla": lambda: _dict("plain"),
-    "dict-d1": lambda: _dict("crossbatch", d=1),
-    "dict-fot": lambda: _dict("crossbatch", d_schedule=_FOT_SCHEDULE),
+    "dict-vanilla": lambda: _dict("vanilla"),
+    "dict-d1": lambda: _dict("fot", d=1),
+    "dict-fot": lambda: _dict("fot", d_schedule=_FOT_SCHEDULE),
     "dict-mt": lambda: _dict("mt"),
-    "code-vanilla": lambda: _code("plain"),
-    "code-d1": lambda: _code("crossbatch", d=1),
-    "code-fot": lambda: _code("crossbatch", d_schedule=((0, 1), (100, 2), (175, 4), (250, 8))),
+    "code-vanilla": lambda: _code("vanilla"),
+    "code-d1": lambda: _code("fot", d=1),
+    "code-fot": lambda: _code("fot", d_schedule=((0, 1), (100, 2), (175, 4), (250, 8))),
     "code-mt": lambda: _code("mt"),
     # byte-level, trained on the retrieval curriculum (fot_edu.tasks), evaluated on passkey prompts
     # up to 32x its training context of 2 x 256 bytes. A GPU preset: 54 s on an H200; on a 2-core

@@ -39,12 +39,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .tokenizer import IGNORE
+
 logger = logging.getLogger(__name__)
 
 CORPORA = ("code", "books", "proofs")
 DATA_DIR = Path(os.environ.get("FOT_EDU_DATA_DIR", Path(__file__).resolve().parent.parent / "data"))
 LARGE_DIR = DATA_DIR / "large"
-IGNORE = -100  # target id that ``torch.nn.functional.cross_entropy`` skips
 
 # code: folders that are tests or generated tables, not code a person wrote to be read
 CODE_SKIP_DIRS = {"test", "tests", "idle_test", "encodings", "pydoc_data", "__pycache__",

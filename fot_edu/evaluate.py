@@ -25,12 +25,16 @@ import math
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from .config import TrainConfig
 from .crossbatch import context_mass
+from .datasets import eval_documents, iter_stream_windows, pad_token, training_batch
 from .model import FoTModel
-
-IGNORE = -100
+from .streaming import generate
+from .tasks import (DictionaryEvalBatch, dictionary_eval_batch, filler_chars_for_tokens,
+                    passkey_prompt, score_passkey)
+from .tokenizer import IGNORE, decode, encode_tensor
 
 
 def memory_layer(model: FoTModel, layer: int | None = None) -> int:
@@ -71,18 +75,24 @@ def distraction_ratio(model: FoTModel, tokens: torch.Tensor, d: int, *, query_ma
 
 @torch.no_grad()
 def distraction_curve(model: FoTModel, cfg: TrainConfig, ds=(2, 4, 8, 16), *, batches: int = 2,
-                      device="cpu") -> dict:
+                      layer: int | None = None, device="cpu") -> dict:
     """``{d: r_d}`` on held-out pairs of the model's task, averaged over the ``C_curr`` queries
-    that carry a target (the answer positions for the dictionary task)."""
-    from .datasets import training_batch
+    that carry a target (the answer positions for the dictionary task).
 
+    The one implementation of r_d against d: the command line, the report and the dashboard all
+    call it, so they print the same figure for the same model. The pairs are fixed (batches of
+    ``max(32, max(ds))`` rows at eval steps 1000, 1001, ...), so r_d for one d does not depend
+    on which other d are asked for.
+    """
     model = model.to(device)
     values = {d: 0.0 for d in ds}
     for i in range(batches):
-        batch = training_batch(cfg.data, "eval", max(32, max(ds)), step=1000 + i, seed=cfg.seed)
-        mask = (batch.targets[:, 1] != IGNORE).to(device)
+        batch = training_batch(cfg.data, "eval", max(32, max(ds)), step=1000 + i,
+                               seed=cfg.seed).to(device)
+        mask = batch.targets[:, 1] != IGNORE
         for d in ds:
-            values[d] += distraction_ratio(model, batch.tokens.to(device), d, query_mask=mask) / batches
+            values[d] += distraction_ratio(model, batch.tokens, d, query_mask=mask,
+                                           layer=layer) / batches
     return values
 
 
@@ -109,7 +119,7 @@ def read_with_memory(model: FoTModel, contexts: torch.Tensor, context_ids: torch
     b, c, n = contexts.shape
     memories = model.new_memories(b, max(1, c * n))
     for j in range(c):
-        model(contexts[:, j], memories=memories, k=k, doc_ids=context_ids[:, j])
+        model.prefill(contexts[:, j], memories, k=k, doc_ids=context_ids[:, j])
     out = model(query, memories=memories, k=k, doc_ids=query_ids, add_to_memory=False, trace=True)
     trace = out.traces[layer]
     weights = trace.weights.float()
@@ -126,8 +136,21 @@ def _num_memory_slots(trace) -> int:
     return docs.shape[-1]
 
 
-def _move(batch, device):
-    return {name: getattr(batch, name).to(device) for name in vars(batch)}
+@torch.no_grad()
+def read_dictionary_batch(model: FoTModel, batch: DictionaryEvalBatch, k: int | None = None):
+    """Answer one (possibly hand-made) :class:`~fot_edu.tasks.DictionaryEvalBatch`:
+    ``(accuracy, r)`` with the row's distractors and own ``C_prev`` in memory.
+
+    ``r`` is the own-document share of memory attention at the answer queries (None for a model
+    without memory layers, which reads ``C_curr`` alone).
+    """
+    tokens, targets = batch.tokens, batch.targets
+    if not model.cfg.memory_layers:
+        return answer_accuracy(model(tokens[:, 1]).logits, targets[:, 1]), None
+    contexts = torch.cat([batch.distractors, tokens[:, :1]], dim=1)
+    ids = torch.cat([batch.distractor_ids, batch.doc_ids[:, None]], dim=1)
+    logits, own = read_with_memory(model, contexts, ids, tokens[:, 1], batch.doc_ids, k)
+    return answer_accuracy(logits, targets[:, 1]), _mean_over(own, targets[:, 1] != IGNORE)
 
 
 @torch.no_grad()
@@ -137,26 +160,19 @@ def dictionary_accuracy(model: FoTModel, cfg: TrainConfig, distractors=(0, 1, 3,
     """Value-token accuracy and own-document attention mass ``r`` with N distractors in memory.
 
     Returns ``{"accuracy": {N: a}, "r": {N: r}}`` (``r`` is left out for N = 0, where all
-    memory is the own document, and for models without memory).
+    memory is the own document, and for models without memory). ``r`` averages over the
+    answer queries only (the positions that predict a value token).
     """
-    from .tasks import dictionary_eval_batch
-
     results = {"accuracy": {}, "r": {}}
     model = model.to(device).eval()
     for num in distractors:
         accs, rs = [], []
         for i in range(batches):
-            batch = _move(dictionary_eval_batch(cfg.data, batch_size, num, seed=seed + i), device)
-            tokens, targets = batch["tokens"], batch["targets"]
-            if not model.cfg.memory_layers:  # vanilla: C_curr alone, nothing to read
-                logits = model(tokens[:, 1]).logits
-                accs.append(answer_accuracy(logits, targets[:, 1]))
-                continue
-            contexts = torch.cat([batch["distractors"], tokens[:, :1]], dim=1)
-            ids = torch.cat([batch["distractor_ids"], batch["doc_ids"][:, None]], dim=1)
-            logits, own = read_with_memory(model, contexts, ids, tokens[:, 1], batch["doc_ids"], k)
-            accs.append(answer_accuracy(logits, targets[:, 1]))
-            rs.append(_mean_over(own, targets[:, 1] != IGNORE))
+            batch = dictionary_eval_batch(cfg.data, batch_size, num, seed=seed + i).to(device)
+            acc, r = read_dictionary_batch(model, batch, k)
+            accs.append(acc)
+            if r is not None:
+                rs.append(r)
         results["accuracy"][num] = sum(accs) / len(accs)
         if rs and num > 0:
             results["r"][num] = sum(rs) / len(rs)
@@ -169,8 +185,6 @@ def perplexity_with_distractors(model: FoTModel, cfg: TrainConfig, distractors=(
                                 device="cpu") -> dict:
     """Perplexity of held-out ``C_curr`` windows with the own ``C_prev`` plus ``N`` other
     documents' ``C_prev`` in memory; ``"no_memory"``: ``C_curr`` read alone."""
-    from .datasets import training_batch
-
     model = model.to(device).eval()
     batch_size = max(16, max(distractors) + 1)
     totals = {"no_memory": [0.0, 0]} | {num: [0.0, 0] for num in distractors}
@@ -205,8 +219,6 @@ def perplexity_vs_memory(model: FoTModel, cfg: TrainConfig, memory_tokens=(0, 25
     (``multi_doc=False``) clears a row's memory when its document ends; multi-document mode
     keeps it, so earlier documents stay in memory as distractors.
     """
-    from .datasets import eval_documents, iter_stream_windows, pad_token
-
     model = model.to(device).eval()
     docs = eval_documents(cfg.data, "eval", count=num_docs)
     result = {}
@@ -232,10 +244,13 @@ def parse_length(spec: str, window: int) -> int:
     C_prev + C_curr, what the model saw at once in training)."""
     text = str(spec).strip()
     try:
-        return int(float(text[:-1]) * 2 * window) if text.endswith("x") else int(text)
+        tokens = int(float(text[:-1]) * 2 * window) if text.endswith("x") else int(text)
     except ValueError:
+        tokens = None
+    if tokens is None or tokens < 1:
         raise ValueError(f"length={spec!r} is not allowed: a token count like 4096 or a multiple "
-                         f"of the training context like 32x") from None
+                         f"of the training context like 32x")
+    return tokens
 
 
 @torch.no_grad()
@@ -248,22 +263,20 @@ def passkey_accuracy(model: FoTModel, cfg: TrainConfig, lengths=("1x", "4x", "16
     ``examples``: a list that receives ``{"length", "key", "generated"}`` for every trial.
     ``memory=False``: the vanilla reading, without memory: the model sees only the last ``2 n``
     tokens of the prompt (its training context, C_prev + C_curr) in one window."""
-    from tqdm.auto import tqdm
-
-    from .streaming import generate
-    from .tasks import filler_chars_for_tokens, passkey_prompt, score_passkey
-    from .tokenizer import decode, encode_tensor
-
     if cfg.model.vocab_size != 256:
         raise ValueError(f"passkey needs a byte-level model (vocab_size 256), this checkpoint has "
                          f"vocab_size={cfg.model.vocab_size} (task {cfg.data.task!r})")
+    if not (isinstance(trials, int) and trials >= 1):
+        raise ValueError(f"trials={trials!r} is not allowed: a positive integer")
+    # every length checked before the first prompt is read (a bad one fails at once)
+    fillers = {str(spec): filler_chars_for_tokens(parse_length(spec, cfg.data.window))
+               for spec in lengths}
     model = model.to(device).eval()
     result = {}
-    for spec in lengths:
-        target = parse_length(spec, cfg.data.window)
+    for spec, filler_chars in fillers.items():
         hits = 0
         for t in tqdm(range(trials), desc=f"passkey {spec}", disable=not progress):
-            prompt, key = passkey_prompt(filler_chars_for_tokens(target), seed=seed + t)
+            prompt, key = passkey_prompt(filler_chars, seed=seed + t)
             tokens = encode_tensor(prompt)[None].to(device)
             if memory:
                 new = generate(model, tokens, max_new_tokens=8, window=cfg.data.window, k=k)
@@ -273,6 +286,6 @@ def passkey_accuracy(model: FoTModel, cfg: TrainConfig, lengths=("1x", "4x", "16
             text = decode(new[0])
             hits += score_passkey(text, key)
             if examples is not None:
-                examples.append({"length": str(spec), "key": key, "generated": text})
-        result[str(spec)] = hits / trials
+                examples.append({"length": spec, "key": key, "generated": text})
+        result[spec] = hits / trials
     return {"accuracy": result}

@@ -17,30 +17,9 @@ is full the **oldest** entries are overwritten first (FIFO). ``clear(rows)`` emp
 e.g. when a row's document ends in single-document evaluation. Beside every key the store keeps
 the id of the document it came from, so a plot can colour retrieved keys by document.
 
-Backends: ``"exact"`` is a batched ``matmul + topk`` in torch (the reference). The others run the
-search in faiss, imported only when asked for; the keys and values stay in the same torch
-buffers, so FIFO and ``clear`` are shared, and faiss only answers "which slots":
-
-* ``"faiss"``: an exact flat index; ``"faiss-hnsw"``: an approximate graph index. Both are
-  rebuilt from the buffers on the first search after every ``add``: fine for a memory that is
-  filled once and searched often, too slow for streaming, which adds after every window.
-* ``"faiss-ivf"``: approximate and **incremental**, for streaming with a large memory. IVF
-  (inverted file) runs k-means once to cut the key space into ``nlist`` cells, one centroid
-  each, and files every key in the list of its nearest centroid. A query is compared with the
-  centroids, then only with the keys of the ``nprobe`` lists whose centroids score highest:
-  about ``nprobe / nlist`` of the memory instead of all of it. A true neighbour is missed when
-  it lies in a list that was not probed, so recall depends on the keys being **clustered**:
-  real model keys are (a query and its neighbours fall in the same few cells), random unit
-  vectors are not (their neighbours are spread over many cells, and recall drops). ``nprobe``
-  (keyword, default 16; ``memory.nprobe`` may change between searches) trades speed for
-  recall; ``nprobe >= nlist`` searches every list, i.e. exactly.
-  One index per (row, head), with ids = slot indices. Rule (``ivf_lists``): ``nlist`` is about
-  ``4 sqrt(capacity)``, where a query's work is least, but at most ``capacity / 39`` (39
-  training keys per list, faiss's minimum) and at most 1024 (k-means cost). A row's indexes
-  are trained the first time the row holds ``39 nlist`` keys, on a sample of that many; until
-  then the row is searched exactly (flat index). After that ``add`` is incremental: the slots
-  FIFO overwrites are removed from the index (a hash table from id to list makes that cheap),
-  the new keys added. ``clear(rows)`` drops those rows' indexes; refilled, they train again.
+Backends: ``"exact"`` (this file) is a batched ``matmul + topk`` in torch, the reference. The
+faiss backends (``"faiss"``, ``"faiss-hnsw"``, ``"faiss-ivf"``) live in ``fot_edu/faiss_search.py``:
+they answer only "which slots", over the same buffers, so FIFO and ``clear`` are shared.
 
 Stored keys are detached: memory is never part of the autograd graph.
 
@@ -55,24 +34,10 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-BACKENDS = ("exact", "faiss", "faiss-hnsw", "faiss-ivf")
-IVF_KEYS_PER_LIST = 39  # faiss's minimum of training points per k-means centroid
-IVF_MAX_LISTS = 1024  # k-means work grows as nlist^2: ~1 s a (row, head) on one core at 1024
+from .faiss_search import FAISS_BACKENDS, FaissIndexes, ivf_lists
 
-
-def ivf_lists(capacity: int) -> tuple[int, int]:
-    """faiss-ivf's rule: ``(nlist, train_size)`` for a memory of ``capacity`` slots per row.
-
-    A query scans about ``nlist`` centroids plus ``nprobe * capacity / nlist`` keys, least at
-    ``nlist = sqrt(nprobe * capacity)``: ``4 sqrt(capacity)`` for nprobe 16. Two caps: at most
-    ``capacity // 39``, so that a row holds 39 training keys per list; at most 1024, because
-    k-means grows with ``nlist^2`` and runs for every (row, head), again after each ``clear``.
-    A row is trained once it holds ``train_size = 39 * nlist`` keys. Below 39 slots
-    ``train_size > capacity``: such a memory is always searched exactly. E.g. 4,096 slots:
-    105 lists, trained at 4,095 keys; 65,536 or more: 1,024 lists, trained at 39,936 keys.
-    """
-    nlist = max(1, min(round(4 * capacity ** 0.5), capacity // IVF_KEYS_PER_LIST, IVF_MAX_LISTS))
-    return nlist, IVF_KEYS_PER_LIST * nlist
+BACKENDS = ("exact",) + FAISS_BACKENDS
+__all__ = ["BACKENDS", "KNNMemory", "SearchResult"]
 
 
 class SearchResult(NamedTuple):
@@ -96,8 +61,6 @@ class KNNMemory:
                 raise ValueError(f"{name}={value!r} is not allowed: a positive integer")
         if backend not in BACKENDS:
             raise ValueError(f"backend={backend!r} is not allowed: one of {BACKENDS}")
-        if backend.startswith("faiss"):
-            _import_faiss()
         self.batch_size, self.num_heads, self.head_dim = batch_size, num_heads, head_dim
         self.capacity, self.backend = capacity, backend
         shape = (batch_size, num_heads, capacity, head_dim)
@@ -106,10 +69,9 @@ class KNNMemory:
         self.doc_ids = torch.full((batch_size, capacity), -1, dtype=torch.long, device=device)
         self.sizes = torch.zeros(batch_size, dtype=torch.long, device=device)  # items per row
         self.write_pos = torch.zeros(batch_size, dtype=torch.long, device=device)  # next slot
-        self._faiss_cache: dict = {}  # (row, head) -> flat/HNSW index, dropped at every add
-        self.nprobe = nprobe  # faiss-ivf: lists searched per query
-        self.nlist, self.train_size = ivf_lists(capacity)  # faiss-ivf: see ivf_lists()
-        self.ivf_indexes: dict = {}  # faiss-ivf: (row, head) -> trained IndexIVFFlat, ids = slots
+        self.nprobe = nprobe  # faiss-ivf: lists searched per query; may change between searches
+        # the faiss backends' indexes over self.keys (None: exact search, this file)
+        self.faiss_indexes = None if backend == "exact" else FaissIndexes(backend, head_dim, capacity)
 
     def __len__(self) -> int:
         """Items in the fullest row."""
@@ -156,9 +118,8 @@ class KNNMemory:
         stored = count.clamp(max=self.capacity)
         self.write_pos = (self.write_pos + stored) % self.capacity
         self.sizes = (self.sizes + stored).clamp(max=self.capacity)
-        self._faiss_cache.clear()
-        if self.backend == "faiss-ivf":
-            self._update_ivf(rows, slot, old_sizes)
+        if self.faiss_indexes is not None:
+            self.faiss_indexes.add(self.keys, self.sizes, rows, slot, old_sizes)
 
     def clear(self, rows=None) -> None:
         """Empty the named rows (an int, a list, or a ``(b,)`` bool mask); all rows if None."""
@@ -173,9 +134,8 @@ class KNNMemory:
         self.sizes[rows] = 0
         self.write_pos[rows] = 0
         self.doc_ids[rows] = -1
-        self._faiss_cache.clear()
-        cleared = set(rows.nonzero().flatten().tolist())  # faiss-ivf: retrained when refilled
-        self.ivf_indexes = {rh: ix for rh, ix in self.ivf_indexes.items() if rh[0] not in cleared}
+        if self.faiss_indexes is not None:  # faiss-ivf: retrained when refilled
+            self.faiss_indexes.reset(rows.nonzero().flatten().tolist())
 
     def search(self, queries: torch.Tensor, k: int) -> SearchResult:
         """The ``k`` stored keys with the largest inner product with each query ``(b, h, n, dh)``."""
@@ -183,10 +143,10 @@ class KNNMemory:
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"k={k!r} is not allowed: a positive integer")
         k = min(k, self.capacity)
-        if self.backend == "exact":
+        if self.faiss_indexes is None:
             scores, indices = self._exact_search(queries, k)
         else:
-            scores, indices = self._faiss_search(queries, k)
+            scores, indices = self.faiss_indexes.search(self.keys, self.sizes, queries, k, self.nprobe)
         gather = indices[..., None].expand(b, h, n, k, dh).flatten(2, 3)  # (b, h, n*k, dh)
         keys = self.keys.gather(2, gather).view(b, h, n, k, dh)
         values = self.values.gather(2, gather).view(b, h, n, k, dh)
@@ -194,7 +154,8 @@ class KNNMemory:
 
     def _exact_search(self, queries: torch.Tensor, k: int):
         """``matmul + topk`` over the filled slots only; empty slots (rows shorter than the
-        fullest one, or ``k`` beyond it) come back with score ``-inf`` and index 0."""
+        fullest one, or ``k`` beyond it) come back with score ``-inf`` (and a meaningless index:
+        some slot of a shorter row, 0 beyond the fullest)."""
         used = len(self)  # slots 0..used-1 hold every row's items (rows fill from slot 0)
         scores = queries.to(self.keys.dtype) @ self.keys[:, :, :used].transpose(-1, -2)  # (b, h, n, used)
         if bool((self.sizes < used).any()):  # in place: no second copy of the score matrix
@@ -228,79 +189,14 @@ class KNNMemory:
             raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
         return b, h, n, dh
 
-    def _faiss_search(self, queries: torch.Tensor, k: int):
-        b, h, n, _ = queries.shape
-        scores = torch.full((b, h, n, k), float("-inf"))
-        indices = torch.zeros((b, h, n, k), dtype=torch.long)
-        q_np = queries.detach().float().cpu().numpy()
-        for row in range(b):
-            size = int(self.sizes[row])
-            if size == 0:
-                continue
-            for head in range(h):
-                index = self._faiss_index(row, head, size)
-                found_scores, found = index.search(q_np[row, head], min(k, size))
-                kk = found.shape[1]
-                scores[row, head, :, :kk] = torch.from_numpy(found_scores)
-                indices[row, head, :, :kk] = torch.from_numpy(found).long().clamp(min=0)
-                # -1: no item (IVF: fewer than k keys in the probed lists)
-                scores[row, head, :, :kk][torch.from_numpy(found) < 0] = float("-inf")
-        return scores.to(queries.device), indices.to(queries.device)
+    # -- faiss-ivf's state (fot_edu/faiss_search.py), read by tests ------------------------------
 
-    def _faiss_index(self, row: int, head: int, size: int):
-        """The index that answers for (row, head): its trained IVF index (faiss-ivf), else a
-        flat or HNSW index of the row's ``size`` items, built on first use after an ``add``."""
-        index = self.ivf_indexes.get((row, head))
-        if index is not None:
-            index.nprobe = self.nprobe
-            return index
-        index = self._faiss_cache.get((row, head))
-        if index is None:
-            faiss = _import_faiss()
-            if self.backend == "faiss-hnsw":
-                index = faiss.IndexHNSWFlat(self.head_dim, 32, faiss.METRIC_INNER_PRODUCT)
-            else:  # "faiss", and "faiss-ivf" rows whose index is not trained yet: exact
-                index = faiss.IndexFlatIP(self.head_dim)
-            index.add(self.keys[row, head, :size].float().cpu().numpy())  # ids 0..size-1 = slots
-            self._faiss_cache[(row, head)] = index
-        return index
+    @property
+    def ivf_indexes(self) -> dict:
+        """faiss-ivf: ``(row, head) -> trained IndexIVFFlat`` (ids = slots); else empty."""
+        return self.faiss_indexes.ivf if self.faiss_indexes is not None else {}
 
-    def _update_ivf(self, rows: torch.Tensor, slots: torch.Tensor, old_sizes: torch.Tensor) -> None:
-        """faiss-ivf after ``add`` wrote ``slots`` of ``rows``: a trained (row, head) removes the
-        slots' old keys (FIFO) and indexes their new ones; a row now holding ``train_size``
-        keys gets its indexes trained."""
-        for row in rows.unique().tolist():
-            written = slots[rows == row]  # distinct slots
-            if (row, 0) not in self.ivf_indexes:
-                if int(self.sizes[row]) >= self.train_size:
-                    for head in range(self.num_heads):
-                        self.ivf_indexes[row, head] = self._train_ivf(row, head)
-                continue
-            overwritten = written[written < old_sizes[row]].cpu().numpy()  # slots that held a key
-            new_keys = self.keys[row][:, written].float().cpu().numpy()  # (h, s, dh)
-            ids = written.cpu().numpy()
-            for head in range(self.num_heads):
-                index = self.ivf_indexes[row, head]
-                if overwritten.size:  # first: an id must never be in the index twice
-                    index.remove_ids(overwritten)
-                index.add_with_ids(new_keys[head], ids)
-
-    def _train_ivf(self, row: int, head: int):
-        """A trained ``IndexIVFFlat`` over the row's keys (k-means on 39 keys per list)."""
-        faiss = _import_faiss()
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.head_dim), self.head_dim, self.nlist,
-                                   faiss.METRIC_INNER_PRODUCT)
-        index.cp.max_points_per_centroid = IVF_KEYS_PER_LIST  # faiss samples train_size keys
-        keys = self.keys[row, head, :int(self.sizes[row])].float().cpu().numpy()
-        index.train(keys)
-        index.set_direct_map_type(faiss.DirectMap.Hashtable)  # id -> (list, offset): cheap removal
-        index.add_with_ids(keys, torch.arange(len(keys)).numpy())
-        return index
-
-
-def _import_faiss():
-    try:
-        import faiss
-    except ImportError as err:
-        raise ImportError("the faiss backends need faiss-cpu: pip install 'fot-edu[faiss]'") from err
-    return faiss
+    @property
+    def nlist(self) -> int:
+        """faiss-ivf: inverted lists per (row, head) index, by :func:`ivf_lists`."""
+        return ivf_lists(self.capacity)[0]

@@ -27,6 +27,10 @@ call                              what memory layers attend
                                   then the window's own keys are added to it
 ================================  =========================================================
 
+The forward turns these arguments into one small memory context, :class:`Crossbatch` or
+:class:`Streaming`, and hands it to every block; only memory layers look at it.
+``model.prefill(window, memories)`` fills memories with a window whose logits nobody needs.
+
 A ``memory_kind="mt"`` model replaces eq. 1 by the Memorizing Transformer's gated pair of
 softmaxes (``fot_edu.attention.mt_attention``) and detaches its memory.
 
@@ -86,39 +90,63 @@ class RotaryEmbedding(nn.Module):
         return rotated.flatten(-2)
 
 
-class Attention(nn.Module):
-    """Causal self-attention; a memory layer (``is_memory``) also attends to extra keys."""
+@dataclass(frozen=True)
+class Crossbatch:
+    """Training: a memory layer's ``C_curr`` attends to the ``C_prev`` of rows ``{i..i+d-1} mod b``."""
+    d: int
+    negatives: str = "neighbours"  # or "hard" (fot_edu.crossbatch)
+    doc_ids: torch.Tensor | None = None  # (b,) document of each row, for traces
 
-    def __init__(self, cfg: ModelConfig, is_memory: bool):
+
+@dataclass(frozen=True)
+class Streaming:
+    """Inference: each memory layer searches its ``KNNMemory`` (top-``k``; ``k=None``: all of it),
+    then adds the window's own keys (``add``)."""
+    memories: dict[int, KNNMemory]
+    k: int | None = None
+    add: bool = True
+    doc_ids: torch.Tensor | None = None  # (b,) stored beside every key
+
+
+class Attention(nn.Module):
+    """Causal self-attention; a memory layer (``is_memory``) also attends to extra keys, chosen by
+    the forward's memory context (:class:`Crossbatch`, :class:`Streaming` or none)."""
+
+    def __init__(self, cfg: ModelConfig, index: int):
         super().__init__()
-        self.cfg, self.is_memory = cfg, is_memory
+        self.cfg, self.index = cfg, index
+        self.is_memory = index in cfg.memory_layers
         self.to_qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.to_out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
-        if is_memory:
+        if self.is_memory:
             self.log_tau = nn.Parameter(torch.full((cfg.n_heads,), math.log(cfg.tau_init)))
             if cfg.memory_kind == "mt":
                 self.gate_bias = nn.Parameter(torch.zeros(cfg.n_heads))  # g = sigmoid(0) = 0.5
         else:
             self.rope = RotaryEmbedding(cfg.head_dim, cfg.max_window, cfg.rope_base)
 
-    def forward(self, x, *, d=None, negatives="neighbours", doc_ids=None, memory=None, k=None,
-                add_to_memory=True, trace=False):
-        q, k_, v = rearrange(self.to_qkv(x), "b n (three h dh) -> three b h n dh", three=3,
-                             h=self.cfg.n_heads)
+    def qkv(self, x):
+        """``(q, k, v)``, each ``(b, h, n, dh)``; a memory layer's ``q`` and ``k`` are unit vectors."""
+        q, k, v = rearrange(self.to_qkv(x), "b n (three h dh) -> three b h n dh", three=3,
+                            h=self.cfg.n_heads)
         if not self.is_memory:
-            out = F.scaled_dot_product_attention(self.rope(q), self.rope(k_), v, is_causal=True)
-            return self.to_out(rearrange(out, "b h n dh -> b n (h dh)")), None
+            return self.rope(q), self.rope(k), v
         # autocast runs normalize in fp32; back to the projections' dtype (bf16 on a GPU)
-        q, k_ = F.normalize(q, dim=-1).to(v.dtype), F.normalize(k_, dim=-1).to(v.dtype)
+        return F.normalize(q, dim=-1).to(v.dtype), F.normalize(k, dim=-1).to(v.dtype), v
+
+    def forward(self, x, context: Crossbatch | Streaming | None = None, trace: bool = False):
+        q, k, v = self.qkv(x)
+        if not self.is_memory:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.to_out(rearrange(out, "b h n dh -> b n (h dh)")), None
         q_scaled = q * self.log_tau.exp().view(1, -1, 1, 1).to(q.dtype)
-        if d is not None:
-            out, layer_trace = self._crossbatch(q, q_scaled, k_, v, d, negatives, doc_ids, trace)
-        elif memory is not None:
-            out, layer_trace = self._streaming(q, q_scaled, k_, v, memory, k, doc_ids,
-                                               add_to_memory, trace)
+        if isinstance(context, Crossbatch):
+            out, layer_trace = self._crossbatch(q, q_scaled, k, v, context, trace)
+        elif isinstance(context, Streaming) and self.index in context.memories:
+            out, layer_trace = self._streaming(q, q_scaled, k, v, context, trace)
         else:
-            out, weights = memory_attention(q_scaled, k_, v, scale=1.0, need_weights=trace)
-            layer_trace = LayerTrace(q, k_, weights) if trace else None
+            out, weights = memory_attention(q_scaled, k, v, scale=1.0, need_weights=trace)
+            layer_trace = LayerTrace(q, k, weights) if trace else None
         return self.to_out(rearrange(out, "b h n dh -> b n (h dh)")), layer_trace
 
     def _attend(self, q_scaled, k, v, mem_k, mem_v, mem_mask, trace):
@@ -132,43 +160,45 @@ class Attention(nn.Module):
                                         need_weights=trace)
         return out, weights, {}
 
-    def _crossbatch(self, q, q_scaled, k, v, d, negatives, doc_ids, trace):
+    def _crossbatch(self, q, q_scaled, k, v, context: Crossbatch, trace):
         split = lambda t: rearrange(t, "(b w) h n dh -> w b h n dh", w=2)  # noqa: E731
         (q_prev, q_curr), (qs_prev, qs_curr), (k_prev, k_curr), (v_prev, v_curr) = map(
             split, (q, q_scaled, k, v))
         out_prev, _ = memory_attention(qs_prev, k_prev, v_prev, scale=1.0, need_weights=False)
-        mem_k, mem_v, rows, docs = crossbatch_memory(k_prev, v_prev, d, negatives, doc_ids)
+        mem_k, mem_v, rows, docs = crossbatch_memory(k_prev, v_prev, context.d, context.negatives,
+                                                     context.doc_ids)
         out_curr, weights, extra = self._attend(qs_curr, k_curr, v_curr, mem_k, mem_v, None, trace)
         out = rearrange(torch.stack([out_prev, out_curr]), "w b h n dh -> (b w) h n dh")
         layer_trace = LayerTrace(q_curr, k_curr, weights, rows, docs, extra=extra) if trace else None
         return out, layer_trace
 
-    def _streaming(self, q, q_scaled, k, v, memory: KNNMemory, top_k, doc_ids, add, trace):
-        if top_k is None:  # dense: every stored item, shared by the row's queries
+    def _streaming(self, q, q_scaled, k, v, context: Streaming, trace):
+        memory = context.memories[self.index]
+        if context.k is None:  # dense: every stored item, shared by the row's queries
             mem_k, mem_v, mem_mask = memory.all_items()
             mem_docs = memory.doc_ids
         else:
-            found = memory.search(q, top_k)
+            found = memory.search(q, context.k)
             mem_k, mem_v, mem_mask = found.keys, found.values, found.scores.isfinite()
             mem_docs = memory.doc_ids_at(found.indices)
         out, weights, extra = self._attend(q_scaled, k, v, mem_k, mem_v, mem_mask, trace)
         layer_trace = LayerTrace(q, k, weights, memory_docs=mem_docs.clone(), extra=extra) if trace else None
-        if add:
-            memory.add(k, v, doc_ids)
+        if context.add:
+            memory.add(k, v, context.doc_ids)
         return out, layer_trace
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig, is_memory: bool):
+    def __init__(self, cfg: ModelConfig, index: int):
         super().__init__()
         self.norm_attn = nn.LayerNorm(cfg.d_model)
-        self.attn = Attention(cfg, is_memory)
+        self.attn = Attention(cfg, index)
         self.norm_mlp = nn.LayerNorm(cfg.d_model)
         self.mlp = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(),
                                  nn.Linear(cfg.d_ff, cfg.d_model), nn.Dropout(cfg.dropout))
 
-    def forward(self, x, **attn_kwargs):
-        attn_out, layer_trace = self.attn(self.norm_attn(x), **attn_kwargs)
+    def forward(self, x, context=None, trace: bool = False):
+        attn_out, layer_trace = self.attn(self.norm_attn(x), context, trace)
         x = x + attn_out
         return x + self.mlp(self.norm_mlp(x)), layer_trace
 
@@ -180,7 +210,7 @@ class FoTModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.blocks = nn.ModuleList(Block(cfg, i in cfg.memory_layers) for i in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.norm_out = nn.LayerNorm(cfg.d_model)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.embed.weight  # tied input/output embeddings
@@ -203,9 +233,6 @@ class FoTModel(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=module.embedding_dim ** -0.5)
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
     def forward(self, tokens: torch.Tensor, *, d: int | None = None, negatives: str = "neighbours",
                 doc_ids=None, memories: dict[int, KNNMemory] | None = None, k: int | None = None,
                 add_to_memory: bool = True, trace: bool = False) -> ModelOutput:
@@ -215,13 +242,16 @@ class FoTModel(nn.Module):
         for streaming one window (``k=None``: dense, all memory). ``doc_ids``: ``(b,)``.
         """
         self._check_tokens(tokens, d, memories)
+        context = None
+        if d is not None:
+            context = Crossbatch(d, negatives, doc_ids)
+        elif memories:
+            context = Streaming(memories, k, add_to_memory, doc_ids)
         windows = tokens.shape[1] if tokens.dim() == 3 else None
         x = self.embed(tokens.flatten(0, 1) if windows else tokens)  # (b [w], n, D)
         traces = {}
         for i, block in enumerate(self.blocks):
-            memory = memories.get(i) if memories and block.attn.is_memory else None
-            x, layer_trace = block(x, d=d, negatives=negatives, doc_ids=doc_ids, memory=memory,
-                                   k=k, add_to_memory=add_to_memory, trace=trace)
+            x, layer_trace = block(x, context, trace)
             if layer_trace is not None:
                 traces[i] = layer_trace
         logits = self.lm_head(self.norm_out(x))
@@ -237,7 +267,7 @@ class FoTModel(nn.Module):
         n = tokens.shape[-1]
         if n > self.cfg.max_window:
             raise ValueError(f"window of {n} tokens is not allowed: at most max_window="
-                             f"{self.cfg.max_window} (longer inputs: use stream())")
+                             f"{self.cfg.max_window} (longer inputs: read them window by window with fot_edu.streaming.stream_logits)")
         if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.cfg.vocab_size):
             raise ValueError(f"token ids must be in 0..{self.cfg.vocab_size - 1}, got "
                              f"{int(tokens.min())}..{int(tokens.max())}")
@@ -250,6 +280,32 @@ class FoTModel(nn.Module):
             raise ValueError("crossbatch needs a model with memory layers (memory_layers is empty)")
 
     # -- long inputs -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def prefill(self, tokens: torch.Tensor, memories: dict[int, KNNMemory], *, k: int | None = None,
+                doc_ids: torch.Tensor | None = None) -> None:
+        """Put the window ``tokens`` ``(b, n)`` into ``memories`` without computing its logits.
+
+        Exact: the memories end up as after ``model(tokens, memories=memories, k=k)``. Only the
+        layers up to the last memory layer run, and that layer only computes its keys and values
+        (what it would have read does not change what it stores). With one memory layer nothing
+        is searched at all, so filling a memory with known windows is several times faster than
+        reading them.
+        """
+        self._check_tokens(tokens, None, memories)
+        if tokens.dim() != 2:
+            raise ValueError(f"prefill reads one window (b, n), got shape {tuple(tokens.shape)}")
+        last = max(self.cfg.memory_layers, default=None)
+        if last is None or not memories:
+            return
+        context = Streaming(memories, k, True, doc_ids)
+        x = self.embed(tokens)
+        for block in self.blocks[:last]:
+            x, _ = block(x, context)
+        if last in memories:
+            block = self.blocks[last]
+            _, keys, values = block.attn.qkv(block.norm_attn(x))
+            memories[last].add(keys, values, doc_ids)
 
     def new_memories(self, batch_size: int, capacity: int, backend: str = "exact"):
         """One empty ``KNNMemory`` per memory layer, on the model's device."""

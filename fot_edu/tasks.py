@@ -39,14 +39,15 @@ from __future__ import annotations
 
 import math
 import re
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from fot_edu.config import DataConfig
+from .config import DataConfig
+from .tokenizer import IGNORE
 
-IGNORE = -100
 
 
 # ---------------------------------------------------------------------------------------------
@@ -95,10 +96,6 @@ class DictionaryDocument:
     @property
     def num_tokens(self) -> int:
         return int(self.tokens.shape[0])
-
-
-def _entry_len(cfg: DataConfig) -> int:
-    return 2 + cfg.key_len + cfg.value_len
 
 
 def _check_dictionary(cfg: DataConfig) -> None:
@@ -189,8 +186,17 @@ def dictionary_documents(cfg: DataConfig, count: int, windows: int = 2, seed: in
     return [make_dictionary_document(cfg, windows, rng, first_id + i) for i in range(count)]
 
 
+class Tensors:
+    """Mixin for batch dataclasses: ``batch.to(device)`` moves every tensor field."""
+
+    def to(self, device):
+        return dataclasses.replace(self, **{
+            f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)})
+
+
 @dataclass
-class DictionaryEvalBatch:
+class DictionaryEvalBatch(Tensors):
     """Own documents plus distractors' definitions, for evaluation with a crowded memory.
 
     ``tokens``/``targets``: ``(b, 2, n)`` own (C_prev, C_curr); ``distractors``: ``(b, N, n)``
@@ -206,12 +212,19 @@ class DictionaryEvalBatch:
 
 
 def dictionary_eval_batch(cfg: DataConfig, batch_size: int, num_distractors: int,
-                          seed: int = 0) -> DictionaryEvalBatch:
+                          seed: int = 0, *, redefine: bool = False) -> DictionaryEvalBatch:
     """``batch_size`` eval documents, each with ``num_distractors`` other documents' definitions.
 
     Per row, the keys of the own document and of all its distractors are drawn together without
     replacement, so a distractor never redefines a key the question asks about: a wrong answer
-    is the memory's fault, not the data's.
+    is the memory's fault, not the data's. When the key space is too small for that
+    (``(N + 1) * entries_per_window > num_symbols ** key_len``), each distractor draws its own
+    distinct keys among those the own document does not use (distractors may then share keys
+    with each other, never with the own document).
+
+    ``redefine=True``: every distractor defines exactly the own document's keys, with other
+    values. Content-addressed memory cannot tell these apart by key: the test of what
+    memory attention can and cannot separate.
     """
     _check_dictionary(cfg)
     if not (isinstance(batch_size, int) and batch_size >= 1):
@@ -220,11 +233,25 @@ def dictionary_eval_batch(cfg: DataConfig, batch_size: int, num_distractors: int
         raise ValueError(f"num_distractors={num_distractors!r} is not allowed: an integer >= 0")
     vocab = DictionaryVocab(cfg.num_symbols)
     E, N = cfg.entries_per_window, num_distractors
+    space = cfg.num_symbols ** cfg.key_len
     rng = np.random.default_rng([int(seed), 13])
     own, distractors = [], []
     for _ in range(batch_size):
-        keys = _draw_keys((N + 1) * E, cfg, rng, f"num_distractors={N} (own + distractors)")
+        if redefine or (N + 1) * E > space:
+            codes = rng.choice(space, size=E, replace=False)
+            others = np.setdiff1d(np.arange(space), codes)
+            if not redefine and len(others) < E:
+                raise ValueError(f"num_symbols={cfg.num_symbols} and key_len={cfg.key_len} give "
+                                 f"{space} keys: too few for distractors beside {E} own keys")
+            codes = np.concatenate([codes] + [
+                codes if redefine else rng.choice(others, size=E, replace=False) for _ in range(N)])
+            keys = _key_codes_to_digits(codes, cfg)
+        else:
+            keys = _draw_keys((N + 1) * E, cfg, rng, f"num_distractors={N} (own + distractors)")
         values = rng.integers(0, cfg.num_symbols, size=(len(keys), cfg.value_len))
+        if redefine:  # another value than the own document's, in at least one token
+            shift = rng.integers(1, cfg.num_symbols, size=(len(keys) - E, 1))
+            values[E:] = (np.tile(values[:E], (N, 1)) + shift * np.eye(1, cfg.value_len, dtype=int)) % cfg.num_symbols
         defs = [(vocab.k, keys[i], values[i]) for i in range(E)]
         asks = [(vocab.q, keys[i], values[i]) for i in rng.permutation(E)]
         own.append(np.stack([_window(defs, cfg), _window(asks, cfg)]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 VOCAB_SIZE = 256
+IGNORE = -100  # the target id that the loss and every metric skip (F.cross_entropy's ignore_index)
 
 
 def encode(text: str) -> list[int]:

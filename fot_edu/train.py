@@ -1,4 +1,4 @@
-r"""Training: crossbatch (FoT, any d), plain (vanilla, no memory) or streaming (MT).
+r"""Training: crossbatch (FoT with any d, the MT baseline) or plain (vanilla, no memory).
 
 Paper: Focused Transformer §3.2 and App. C.
 
@@ -7,13 +7,13 @@ token windows (``C_prev``, ``C_curr`` of ``b`` documents) with next-token target
 the ordinary language-modelling loss over both windows. What differs between the models is only
 what their memory layers attend:
 
-=============  ===================================================================
-``mode``       memory layers of ``C_curr`` attend
-=============  ===================================================================
-``plain``      nothing beyond the window (vanilla transformer)
-``crossbatch`` own ``C_prev`` + ``d - 1`` other documents' ``C_prev``, differentiably
-``mt``         own ``C_prev`` only, detached, through the MT gate: streaming two windows
-=============  ===================================================================
+==========================  ===========================================================
+model                       memory layers of ``C_curr`` attend
+==========================  ===========================================================
+vanilla (``mode="plain"``)  nothing beyond the window
+FoT (``"crossbatch"``)      own ``C_prev`` + ``d - 1`` other documents' ``C_prev``, differentiably
+MT (``memory_kind="mt"``)   own ``C_prev`` only (``d = 1``), detached, through the MT gate
+==========================  ===========================================================
 
 ``d`` may follow a schedule (``TrainConfig.d_schedule``): the paper warns that a large ``d``
 from the start makes the model ignore its previous context, so we ramp it up (1 -> 2 -> 4 -> 8).
@@ -38,8 +38,10 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, load_state_into, save_checkpoint
 from .config import TrainConfig
+from .datasets import training_batch, vocab_size
 from .model import FoTModel
 from .runtime import autocast, default_device
+from .tokenizer import IGNORE
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +57,6 @@ class TrainResult:
 
 def with_task_vocab(cfg: TrainConfig) -> TrainConfig:
     """The config with ``model.vocab_size`` set to what the data task needs."""
-    from .datasets import vocab_size
-
     return cfg.replace(model__vocab_size=vocab_size(cfg.data))
 
 
@@ -83,20 +83,16 @@ def batch_loss(model: FoTModel, cfg: TrainConfig, batch, step: int):
     tokens, targets = batch.tokens, batch.targets
     if cfg.mode == "plain":
         out = model(tokens)
-    elif cfg.mode == "mt":
-        out = model(tokens, d=1, doc_ids=batch.doc_ids)
     else:
         out = model(tokens, d=cfg.d_at(step), negatives=cfg.negatives, doc_ids=batch.doc_ids)
     logits = out.logits.float()
-    if not (targets != -100).any():
-        raise ValueError("batch has no target tokens (every target is -100)")
-    loss = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=-100)
+    if not (targets != IGNORE).any():
+        raise ValueError(f"batch has no target tokens (every target is {IGNORE})")
+    loss = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=IGNORE)
     return loss, logits
 
 
 def default_batch_fn(cfg: TrainConfig, split: str) -> Callable[[int], object]:
-    from .datasets import training_batch
-
     return lambda step: training_batch(cfg.data, split, cfg.batch_size, step, seed=cfg.seed)
 
 
@@ -106,17 +102,11 @@ def evaluate_loss(model, cfg: TrainConfig, batch_fn, step: int, device) -> float
     model.eval()
     losses = []
     for i in range(cfg.eval_batches):
-        batch = _to(batch_fn(i), device)
+        batch = batch_fn(i).to(device)
         with autocast(device):
             losses.append(batch_loss(model, cfg, batch, step)[0].item())
     model.train()
     return sum(losses) / len(losses)
-
-
-def _to(batch, device):
-    for name in ("tokens", "targets", "doc_ids"):
-        setattr(batch, name, getattr(batch, name).to(device))
-    return batch
 
 
 def train(cfg: TrainConfig, *, out_dir=None, resume: bool = False, device=None,
@@ -167,7 +157,7 @@ def train(cfg: TrainConfig, *, out_dir=None, resume: bool = False, device=None,
         lr = lr_at(cfg, step)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = _to(batch_fn(step), device)
+        batch = batch_fn(step).to(device)
         with autocast(device):
             loss, _ = batch_loss(model, cfg, batch, step)
         if not torch.isfinite(loss):

@@ -17,7 +17,8 @@ function                    shows
 ==========================  ===============================================================
 
 Figures are recomputed only for what a control changed, and snapshots are cached per
-``(model, N, layer)``, so dragging a slider back is instant.
+``(model, N, layer)``, so dragging a slider back is instant. Every number comes from the same
+functions as the command line and the report (``fot_edu.probes``, ``fot_edu.evaluate``).
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from . import viz
+from .evaluate import distraction_curve
+from .probes import attention_mass, memory_snapshot
 
 
 def _replace_traces(fig: go.FigureWidget, traces: list) -> None:
@@ -34,7 +37,7 @@ def _replace_traces(fig: go.FigureWidget, traces: list) -> None:
 
 
 class _Snapshots:
-    """Cache of ``viz.memory_snapshot`` per (model name, N, layer)."""
+    """Cache of ``probes.memory_snapshot`` per (model name, N, layer)."""
 
     def __init__(self, models: dict, k: int, seed: int):
         self.models, self.k, self.seed, self._cache = models, k, seed, {}
@@ -43,8 +46,8 @@ class _Snapshots:
         key = (name, num, layer)
         if key not in self._cache:
             model, cfg = self.models[name]
-            self._cache[key] = viz.memory_snapshot(model, cfg, num, k=self.k, seed=self.seed,
-                                                   layer=layer)
+            self._cache[key] = memory_snapshot(model, cfg, num, k=self.k, seed=self.seed,
+                                               layer=layer)
         return self._cache[key]
 
 
@@ -73,7 +76,7 @@ def distraction_dial(models: dict, max_distractors: int = 31, value: int = 7, *,
         current = {n: snaps(n, slider.value) for n in models}
         _replace_traces(fig, viz.attention_mass_traces(current))
         fig.layout.title.text = f"Where memory attention goes with {slider.value} distractor documents"
-        label.value = " | ".join(f"<b>{n}</b>: {viz.attention_mass(s)['own']:.0%} on own document"
+        label.value = " | ".join(f"<b>{n}</b>: {attention_mass(s)['own']:.0%} on own document"
                                  for n, s in current.items())
 
     slider.observe(update, names="value")
@@ -192,9 +195,6 @@ def classroom_dashboard(models: dict, *, k: int = 8, seed: int = 0, max_distract
     ``d``, ``distractors``, ``layer``, ``head``, ``query`` and the FigureWidgets ``keys``,
     ``similarity``, ``mass``, ``table``, ``r_d``.
     """
-    from .datasets import training_batch
-    from .evaluate import distraction_ratio
-
     models = _memory_models(models)
     snaps = _Snapshots(models, k=k, seed=seed)
     names = list(models)
@@ -214,12 +214,7 @@ def classroom_dashboard(models: dict, *, k: int = 8, seed: int = 0, max_distract
     def r_d_curve(name, lay):
         if (name, lay) not in r_d_cache:
             model, cfg = models[name]
-            b = max(r_d_values)
-            batch = training_batch(cfg.data, "eval", b, step=1000, seed=cfg.seed)
-            mask = batch.targets[:, 1] != -100
-            r_d_cache[(name, lay)] = {d: distraction_ratio(model.cpu(), batch.tokens, d,
-                                                           query_mask=mask, layer=lay)
-                                      for d in r_d_values}
+            r_d_cache[(name, lay)] = distraction_curve(model.cpu(), cfg, r_d_values, layer=lay)
         return r_d_cache[(name, lay)]
 
     def redraw(_=None):

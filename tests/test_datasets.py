@@ -1,7 +1,6 @@
 """Corpora, splits, batches and streams (fot_edu.corpora, fot_edu.datasets)."""
 from __future__ import annotations
 
-import argparse
 import socket
 import sys
 
@@ -10,10 +9,11 @@ import torch
 
 from fot_edu import datasets
 from fot_edu.config import DataConfig
+from fot_edu.__main__ import main
 from fot_edu.corpora import (CORPORA, Document, clear_cache, corpus_info, load_corpus,
                              split_documents)
 from fot_edu.datasets import (Batch, corpus_summary, eval_documents, format_summary,
-                              iter_stream_windows, pad_token, register_cli, training_batch,
+                              iter_stream_windows, pad_token, training_batch,
                               vocab_size)
 
 
@@ -189,10 +189,7 @@ def test_corpus_summary_and_cli_show(name, capsys):
     if name != "dictionary":
         assert summary["documents"] == summary["train_documents"] + summary["eval_documents"] >= 20
     assert name in format_summary(summary)
-    parser = argparse.ArgumentParser()
-    register_cli(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["data", "show", name])
-    assert args.func(args) == 0
+    assert main(["data", "show", name]) == 0
     assert f"corpus: {name}" in capsys.readouterr().out
 
 

@@ -3,7 +3,8 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from fot_edu.memory import KNNMemory, ivf_lists
+from fot_edu.faiss_search import ivf_lists
+from fot_edu.memory import KNNMemory
 
 
 def test_exact_search_equals_brute_force_topk():

@@ -145,8 +145,8 @@ BAD_INPUTS = [
     ("unknown split", lambda t: training_batch(DataConfig(), "test", 2, 0), ["split='test'", "eval"]),
     ("crossbatch tokens without pairs", lambda t: tiny_model()(torch.zeros(2, 8, dtype=torch.long), d=1),
      ["(2, 8)", "(b, 2, n)"]),
-    ("mt trained with d>1", lambda t: TrainConfig(model=ModelConfig(memory_kind="mt"), mode="mt", d=2),
-     ["d=2", "mode='mt'"]),
+    ("mt trained with d>1", lambda t: TrainConfig(model=ModelConfig(memory_kind="mt"), d=2),
+     ["d=2", "memory_kind='mt'"]),
 ]
 
 

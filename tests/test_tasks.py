@@ -108,10 +108,30 @@ def test_eval_batch_with_distractors_never_repeats_a_key():
     assert torch.equal(again.distractors, batch.distractors)
 
 
+def test_many_distractors_share_keys_among_themselves_never_with_the_own_document():
+    cfg = DataConfig()  # 32 ** 2 = 1024 keys, 10 per document: 101 distractors at most distinct
+    batch = tasks.dictionary_eval_batch(cfg, batch_size=2, num_distractors=200, seed=3)
+    for r in range(2):
+        own = {k for _, k, _, _ in parse_entries(batch.tokens[r, 0], cfg)}
+        for window in batch.distractors[r]:
+            keys = [k for _, k, _, _ in parse_entries(window, cfg)]
+            assert len(set(keys)) == len(keys) == cfg.entries_per_window and not own & set(keys)
+
+
+def test_redefining_distractors_use_the_own_keys_with_other_values():
+    cfg = DataConfig()
+    batch = tasks.dictionary_eval_batch(cfg, batch_size=2, num_distractors=3, seed=0, redefine=True)
+    for r in range(2):
+        own = {k: v for _, k, v, _ in parse_entries(batch.tokens[r, 0], cfg)}
+        for window in batch.distractors[r]:
+            theirs = {k: v for _, k, v, _ in parse_entries(window, cfg)}
+            assert set(theirs) == set(own) and all(theirs[k] != own[k] for k in own)
+
+
 def test_too_small_key_space_is_a_clear_value_error():
-    cfg = DataConfig()  # 32 ** 2 = 1024 keys, 10 per document
-    with pytest.raises(ValueError, match="num_distractors=200.*1024"):
-        tasks.dictionary_eval_batch(cfg, batch_size=1, num_distractors=200)
+    tiny = DataConfig(num_symbols=3, key_len=2, window=64, entries_per_window=5)  # 9 keys
+    with pytest.raises(ValueError, match="9 keys"):
+        tasks.dictionary_eval_batch(tiny, batch_size=1, num_distractors=1)
     small = DataConfig(num_symbols=4, key_len=2, entries_per_window=10)
     with pytest.raises(ValueError, match="16"):
         tasks.make_dictionary_document(small, 4, np.random.default_rng(0))

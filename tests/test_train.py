@@ -1,7 +1,6 @@
 """Training loop, checkpoints and resume, on a tiny synthetic copy task (C_curr repeats C_prev):
 only a model that reads its previous window through memory can predict C_curr."""
 import pickle
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -9,6 +8,7 @@ from torch.testing import assert_close
 
 from fot_edu.checkpoint import load_checkpoint, load_model, save_checkpoint
 from fot_edu.config import DataConfig, ModelConfig, TrainConfig
+from fot_edu.datasets import Batch
 from fot_edu.train import train
 
 VOCAB, N, B = 16, 12, 8
@@ -20,7 +20,7 @@ def copy_batch(step, seed=0):
     tokens = torch.stack([prev, prev], dim=1)  # (b, 2, n): C_curr == C_prev
     targets = torch.full_like(tokens, -100)
     targets[:, 1, :-1] = tokens[:, 1, 1:]  # loss on C_curr only: copy the rest of C_prev
-    return SimpleNamespace(tokens=tokens, targets=targets, doc_ids=torch.arange(B))
+    return Batch(tokens=tokens, targets=targets, doc_ids=torch.arange(B))
 
 
 def tiny_cfg(**kw):
@@ -122,9 +122,11 @@ def test_train_config_errors_name_the_field():
         tiny_cfg(d_schedule=((10, 2), (5, 4)))
 
 
-def test_mt_mode_trains_with_d1_only():
+def test_mt_trains_with_d1_only():
     mt_model = ModelConfig(vocab_size=VOCAB, d_model=32, n_heads=2, d_ff=64, n_layers=2,
                            memory_layers=(1,), memory_kind="mt")
-    with pytest.raises(ValueError, match="mode='mt'"):
-        tiny_cfg(model=mt_model, mode="mt", d=2)
-    tiny_cfg(model=mt_model, mode="mt")  # d=1: fine
+    with pytest.raises(ValueError, match="memory_kind='mt'"):
+        tiny_cfg(model=mt_model, d=2)
+    with pytest.raises(ValueError, match="mode='mt'"):  # MT is a model kind, not a training mode
+        tiny_cfg(model=mt_model, mode="mt")
+    tiny_cfg(model=mt_model)  # d=1: fine

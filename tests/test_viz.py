@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from fot_edu import measure, report, viz, widgets
+from fot_edu import pretrained, probes, report, viz, widgets
 from fot_edu.config import PRESETS
 from fot_edu.train import train
 
@@ -15,7 +15,7 @@ def models():
     torch.manual_seed(0)
     out = {}
     for label, name in (("d=1", "dict-d1"), ("FoT", "dict-fot")):
-        result = measure.train_live(viz.fallback_config(name, fast=True))
+        result = pretrained.train_live(pretrained.fallback_config(name, fast=True))
         out[label] = (result.model, result.config)
     return out
 
@@ -23,7 +23,7 @@ def models():
 @pytest.fixture(scope="module")
 def snap(models):
     model, cfg = models["FoT"]
-    return viz.memory_snapshot(model, cfg, 3, k=4)
+    return probes.memory_snapshot(model, cfg, 3, k=4)
 
 
 def _labelled(fig):
@@ -37,18 +37,18 @@ def _labelled(fig):
 
 
 def test_fallback_config_is_small_and_keeps_the_kind():
-    fast = viz.fallback_config("dict-mt", fast=True)
-    assert fast.model.memory_kind == "mt" and fast.mode == "mt" and fast.steps <= 50
-    assert viz.fallback_config("dict-vanilla", fast=True).model.memory_layers == ()
-    slow = viz.fallback_config("dict-fot", fast=False)
+    fast = pretrained.fallback_config("dict-mt", fast=True)
+    assert fast.model.memory_kind == "mt" and fast.d_at(fast.steps) == 1 and fast.steps <= 50
+    assert pretrained.fallback_config("dict-vanilla", fast=True).model.memory_layers == ()
+    slow = pretrained.fallback_config("dict-fot", fast=False)
     assert slow.steps <= 300 and slow.d_at(slow.steps - 1) == 8
     with pytest.raises(ValueError, match="preset"):
-        viz.fallback_config("no-such-model", fast=True)
+        pretrained.fallback_config("no-such-model", fast=True)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_has_a_fallback_that_takes_a_training_step(name):
-    cfg = viz.fallback_config(name, fast=True).replace(steps=1)
+    cfg = pretrained.fallback_config(name, fast=True).replace(steps=1)
     assert train(cfg, progress=False).history[0]["loss"] > 0
 
 
@@ -60,7 +60,7 @@ def test_snapshot_slots_and_masses(snap, models):
     total = snap.doc_mass.sum(-1) + snap.local_mass
     torch.testing.assert_close(total, torch.ones_like(total), atol=1e-4, rtol=0)
     assert snap.topk_slots.shape[-1] == 4
-    mass = viz.attention_mass(snap)
+    mass = probes.attention_mass(snap)
     assert len(mass["distractors"]) == 3 and 0 <= mass["own"] <= 1
 
 
@@ -83,21 +83,21 @@ def test_key_space_marks_query_neighbours_and_true_key(snap):
     assert len(fig.data[names.index("true key (own definition)")].x) == 1
     n_keys = len(fig.data[0].x) + len(fig.data[1].x)
     assert n_keys == snap.keys.shape[1]
-    sims = viz.similarities(snap)
+    sims = probes.similarities(snap)
     assert len(sims["own"]) + len(sims["distractors"]) == len(snap.answer_queries) * n_keys
     assert all(-1.001 <= s <= 1.001 for s in sims["own"])
 
 
 def test_retrieval_rows_match_a_brute_force_search(snap):
     q = snap.answer_queries[0]
-    rows = viz.retrieval_rows(snap, q)
+    rows = probes.retrieval_rows(snap, q)
     best = (snap.keys[0] @ snap.queries[0, q]).topk(4).values
     assert [r["rank"] for r in rows] == [1, 2, 3, 4]
     assert [r["cosine"] for r in rows] == pytest.approx(best.tolist(), abs=1e-3)
 
 
 def test_entry_key_cosine_is_a_mean_cosine(snap):
-    value = viz.entry_key_cosine(snap)
+    value = probes.entry_key_cosine(snap)
     assert -1 <= value <= 1 and not math.isnan(value)
 
 
@@ -128,7 +128,7 @@ def test_key_space_explorer_controls(models):
 
 def test_training_curves_update_in_place(models):
     fig, h = widgets.training_curves(["d=1", "FoT"], every=2)
-    cfg = viz.fallback_config("dict-fot", fast=True).replace(steps=4)
+    cfg = pretrained.fallback_config("dict-fot", fast=True).replace(steps=4)
     train(cfg, progress=False, device="cpu", callback=h["callbacks"]["FoT"])
     assert len(fig.data[1].x) == 4 and len(fig.data[0].x) == 0
     assert all(math.isfinite(y) for y in fig.data[1].y)
@@ -151,10 +151,10 @@ def test_classroom_dashboard_controls(models):
 
 
 def test_vanilla_model_is_refused(models):
-    result = train(viz.fallback_config("dict-vanilla", fast=True).replace(steps=2), progress=False,
+    result = train(pretrained.fallback_config("dict-vanilla", fast=True).replace(steps=2), progress=False,
                    device="cpu")
     with pytest.raises(ValueError, match="memory layer"):
-        viz.memory_snapshot(result.model, result.config, 2)
+        probes.memory_snapshot(result.model, result.config, 2)
 
 
 def test_report_is_standalone_html(models, tmp_path):
@@ -165,10 +165,10 @@ def test_report_is_standalone_html(models, tmp_path):
 
 
 def test_measurements_have_the_right_shape(models):
-    curves = measure.r_d_curves(models, (1, 2, 4))
+    curves = probes.r_d_curves(models, (1, 2, 4))
     assert curves["FoT"][1] == pytest.approx(1.0)
-    res = measure.distraction_curves({"FoT": models["FoT"]}, (1, 3), k=4)
+    res = probes.distraction_curves({"FoT": models["FoT"]}, (1, 3), k=4)
     assert set(res["precision"]["FoT"]) == {1, 3}
-    keys, queries = measure.collect_keys(*models["FoT"], windows=8)
-    bench = measure.knn_benchmark(keys, queries, [64], k=4, backends=("exact", "faiss"))
+    keys, queries = probes.collect_keys(*models["FoT"], windows=8)
+    bench = probes.knn_benchmark(keys, queries, [64], k=4, backends=("exact", "faiss"))
     assert bench["recall"]["exact"][64] == 1.0 and bench["recall"]["faiss"][64] > 0.95
