@@ -4,11 +4,17 @@
 # TORCH: what pip installs for PyTorch. The default pins the release whose CPU build this
 # project's machines keep on disk. A GPU user installs a CUDA build instead, e.g.
 #   make lab TORCH="torch --index-url https://download.pytorch.org/whl/cu126"
+#
+# LAB_ARGS: options for JupyterLab, passed last so they override the defaults of
+# `python -m fot_edu lab` (loopback only; --allow-root as root; --no-browser without a
+# display, then it prints the URL with its token), e.g.
+#   make lab LAB_ARGS="--port 9999"
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
+LAB_ARGS ?=
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 
@@ -24,7 +30,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(PY) -m fot_edu lab $(LAB_ARGS)
 
 test: $(STAMP)
 	FOT_EDU_FAST=1 $(PY) -m pytest -q tests $(if $(NOTEBOOKS),--nbmake $(NOTEBOOKS))

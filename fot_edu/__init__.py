@@ -6,7 +6,7 @@ Modules, in the order the imports flow (each imports only from those above it):
 * ``attention`` (eq. 1 and MT's gate), ``memory`` (kNN store, exact top-k) with ``faiss_search``
   (faiss backends), ``crossbatch`` (§3.2): the paper's mechanisms, on tensors.
 * ``model``: the decoder whose memory layers use them; ``streaming``: long inputs window by window.
-* ``tasks``, ``corpora``, ``corpus_build``, ``datasets``: dictionary lookup, passkey, corpora, batches.
+* ``dictionary``, ``passkey``, ``corpora``, ``corpus_build``, ``datasets``: dictionary lookup, passkey, corpora, batches.
 * ``checkpoint``, ``train``, ``evaluate``: atomic checkpoints, the training loop, r_d and metrics.
 * ``pretrained``: the shipped checkpoints, or a short training run when one is missing.
 * ``probes``: measurements behind the figures; ``viz`` draws them, ``widgets`` makes them

@@ -17,6 +17,7 @@ from .datasets import corpus_summary, format_summary
 from .evaluate import (dictionary_accuracy, distraction_curve, passkey_accuracy,
                        perplexity_vs_memory, perplexity_with_distractors)
 from .runtime import default_device
+from .serve import run_lab
 from .train import train
 
 
@@ -138,8 +139,6 @@ def cmd_data_build(args) -> int:
 
 
 def cmd_lab(args) -> int:
-    from .serve import run_lab
-
     return run_lab(args.lab_args)
 
 
@@ -241,13 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("lab", help="open the notebooks in JupyterLab (as root too, headless too)",
                        description="Start JupyterLab on notebooks/ (loopback only). Arguments "
                                    "after `lab` go to JupyterLab, e.g. `lab --port 9999`.")
-    p.add_argument("lab_args", nargs=argparse.REMAINDER, help="options for JupyterLab")
-    p.set_defaults(func=cmd_lab)
+    p.set_defaults(func=cmd_lab)  # its options are JupyterLab's: main() hands them over
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "lab":
+        args.lab_args = unknown
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

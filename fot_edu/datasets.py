@@ -31,7 +31,9 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from . import tasks
+from . import dictionary
+from .passkey import retrieval_pair
+from .runtime import OnDevice
 from .config import DataConfig
 from .corpora import CORPORA, Document, corpus_info, load_corpus, split_documents
 from .tokenizer import IGNORE, VOCAB_SIZE
@@ -46,7 +48,7 @@ SPLIT_SEED = 0
 
 
 @dataclass
-class Batch(tasks.Tensors):
+class Batch(OnDevice):
     """b rows, each w consecutive windows of n tokens of one document (w=2: C_prev, C_curr)."""
 
     tokens: torch.Tensor  # (b, w, n) long
@@ -58,13 +60,13 @@ class Batch(tasks.Tensors):
 def vocab_size(cfg: DataConfig) -> int:
     """256 (bytes) for text corpora; symbols + 4 markers for the dictionary task."""
     if cfg.task == "dictionary":
-        return tasks.DictionaryVocab(cfg.num_symbols).size
+        return dictionary.DictionaryVocab(cfg.num_symbols).size
     return VOCAB_SIZE
 
 
 def pad_token(cfg: DataConfig) -> int:
     """The id that fills windows after a document ends (its targets are always -100)."""
-    return tasks.DictionaryVocab(cfg.num_symbols).pad if cfg.task == "dictionary" else 0
+    return dictionary.DictionaryVocab(cfg.num_symbols).pad if cfg.task == "dictionary" else 0
 
 
 def _corpus(cfg: DataConfig) -> str:
@@ -92,16 +94,16 @@ def training_batch(cfg: DataConfig, split: str, batch_size: int, step: int, seed
     """Batch number ``step``: ``batch_size`` rows of ``windows`` consecutive windows each.
 
     Corpora: distinct documents of ``split`` long enough for ``windows * n + 1`` tokens, each at a
-    random offset. Dictionary: fresh synthetic documents (see ``fot_edu.tasks``), loss only on
+    random offset. Dictionary: fresh synthetic documents (see ``fot_edu.dictionary``), loss only on
     the answers. Retrieval: one (C_prev, C_curr) pair a row, needles spliced into passages of the
-    ``books`` split (``tasks.retrieval_pair``), loss only on the numbers after the phrases.
+    ``books`` split (``retrieval_pair``), loss only on the numbers after the phrases.
     """
     _check_common(split, batch_size, step, seed, windows)
     rng = np.random.default_rng([int(seed), int(step), SPLITS.index(split), 3])
     n = cfg.window
     if cfg.task == "dictionary":
         first_id = (SPLITS.index(split) * (1 << 40)) + int(step) * batch_size  # unique per row
-        docs = [tasks.make_dictionary_document(cfg, windows, rng, first_id + i)
+        docs = [dictionary.make_dictionary_document(cfg, windows, rng, first_id + i)
                 for i in range(batch_size)]
         tokens = torch.stack([d.tokens for d in docs]).reshape(batch_size, windows, n)
         targets = torch.stack([d.targets for d in docs]).reshape(batch_size, windows, n)
@@ -111,7 +113,7 @@ def training_batch(cfg: DataConfig, split: str, batch_size: int, step: int, seed
         if windows != 2:
             raise ValueError(f"windows={windows} is not allowed for task 'retrieval': 2 (C_prev, C_curr)")
         texts = [d.byte_array for d in _split(_corpus(cfg), cfg.large)[split] if d.num_tokens > n]
-        pairs = [tasks.retrieval_pair(cfg, texts, rng) for _ in range(batch_size)]
+        pairs = [retrieval_pair(cfg, texts, rng) for _ in range(batch_size)]
         first_id = (SPLITS.index(split) * (1 << 40)) + int(step) * batch_size  # unique per row
         return Batch(torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs]),
                      torch.arange(first_id, first_id + batch_size),
@@ -149,7 +151,7 @@ def eval_documents(cfg: DataConfig, split: str = "eval", count: int | None = Non
         raise ValueError(f"count={count!r} is not allowed: a positive integer or None")
     if cfg.task == "dictionary":
         base = (1 << 41) + SPLITS.index(split) * (1 << 40)
-        return tasks.dictionary_documents(cfg, count or 64, windows,
+        return dictionary.dictionary_documents(cfg, count or 64, windows,
                                           seed=seed * 2 + SPLITS.index(split), first_id=base)
     docs = list(_split(_corpus(cfg), cfg.large)[split])
     return docs[:count] if count is not None else docs
@@ -172,7 +174,7 @@ def iter_stream_windows(docs: Sequence, batch_size: int, window: int, pad_id: in
 
     A document keeps its row from its first window to its last; then the row takes the next
     document in ``docs`` order. ``docs`` need ``id``, ``tokens`` and ``targets`` (``Document``
-    and ``tasks.DictionaryDocument`` have them). ``max_tokens_per_doc`` keeps only a document's
+    and ``dictionary.DictionaryDocument`` have them). ``max_tokens_per_doc`` keeps only a document's
     first tokens. Ends when every document has been streamed.
     """
     if not (isinstance(batch_size, int) and batch_size >= 1):
@@ -218,13 +220,13 @@ def corpus_summary(name: str, large: bool = False, sample_chars: int = 400) -> d
     """Counts, sizes, provenance and a sample of corpus ``name`` (or of the dictionary task)."""
     if name == "dictionary":
         cfg = DataConfig(task="dictionary")
-        doc = tasks.dictionary_documents(cfg, 1, windows=3)[0]
+        doc = dictionary.dictionary_documents(cfg, 1, windows=3)[0]
         windows = doc.tokens.reshape(3, cfg.window)
         return {"corpus": "dictionary", "vocab_size": vocab_size(cfg), "window": cfg.window,
                 "num_symbols": cfg.num_symbols, "key_len": cfg.key_len,
                 "value_len": cfg.value_len, "entries_per_window": cfg.entries_per_window,
                 "sample_name": doc.name,
-                "sample": "\n".join(f"window {j}: {tasks.format_window(w, cfg)}"
+                "sample": "\n".join(f"window {j}: {dictionary.format_window(w, cfg)}"
                                     for j, w in enumerate(windows))}
     docs = load_corpus(name, large)
     train, evals = split_documents(docs, EVAL_FRACTION, SPLIT_SEED)

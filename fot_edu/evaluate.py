@@ -32,8 +32,8 @@ from .crossbatch import context_mass
 from .datasets import eval_documents, iter_stream_windows, pad_token, training_batch
 from .model import FoTModel
 from .streaming import generate
-from .tasks import (DictionaryEvalBatch, dictionary_eval_batch, filler_chars_for_tokens,
-                    passkey_prompt, score_passkey)
+from .dictionary import DictionaryEvalBatch, dictionary_eval_batch
+from .passkey import filler_chars_for_tokens, passkey_prompt, score_passkey
 from .tokenizer import IGNORE, decode, encode_tensor
 
 
@@ -138,7 +138,7 @@ def _num_memory_slots(trace) -> int:
 
 @torch.no_grad()
 def read_dictionary_batch(model: FoTModel, batch: DictionaryEvalBatch, k: int | None = None):
-    """Answer one (possibly hand-made) :class:`~fot_edu.tasks.DictionaryEvalBatch`:
+    """Answer one (possibly hand-made) :class:`~fot_edu.dictionary.DictionaryEvalBatch`:
     ``(accuracy, r)`` with the row's distractors and own ``C_prev`` in memory.
 
     ``r`` is the own-document share of memory attention at the answer queries (None for a model
@@ -254,38 +254,59 @@ def parse_length(spec: str, window: int) -> int:
 
 
 @torch.no_grad()
+def passkey_answers(model: FoTModel, cfg: TrainConfig, prompts, *, k: int | None = None,
+                    memory: bool = True, device="cpu", progress: bool = False,
+                    desc: str = "passkey") -> list[dict]:
+    """Greedy answers to ``prompts`` ``[(text, key), ...]`` (any wording: build your own with
+    :func:`fot_edu.passkey.passkey_prompt`): ``[{"key", "generated", "correct"}, ...]``.
+
+    With ``memory`` the prompt before its last window goes into memory (top-``k``, or dense with
+    ``k=None``) and the model answers from there. ``memory=False``: the vanilla reading, the
+    model sees only the last ``2 n`` tokens of the prompt (its training context, C_prev + C_curr)
+    in one window.
+    """
+    if cfg.model.vocab_size != 256:
+        raise ValueError(f"passkey needs a byte-level model (vocab_size 256), this checkpoint has "
+                         f"vocab_size={cfg.model.vocab_size} (task {cfg.data.task!r})")
+    model = model.to(device).eval()
+    answers = []
+    for text, key in tqdm(prompts, desc=desc, disable=not progress):
+        tokens = encode_tensor(text)[None].to(device)
+        if memory:
+            new = generate(model, tokens, max_new_tokens=8, window=cfg.data.window, k=k)
+        else:  # one window, no store: 8 new tokens still fit in the training context
+            context = 2 * cfg.data.window
+            new = generate(model, tokens[:, -(context - 8):], max_new_tokens=8, window=context)
+        generated = decode(new[0])
+        answers.append({"key": key, "generated": generated, "correct": score_passkey(generated, key)})
+    return answers
+
+
 def passkey_accuracy(model: FoTModel, cfg: TrainConfig, lengths=("1x", "4x", "16x", "32x"), *,
                      trials: int = 10, k: int | None = None, seed: int = 0, device="cpu",
                      progress: bool = False, examples: list | None = None,
                      memory: bool = True) -> dict:
     """Passkey retrieval (Fig. 1) with the exact evaluation template: greedy decoding after the
     prompt has been streamed into memory; correct when the generated number equals the key.
-    ``examples``: a list that receives ``{"length", "key", "generated"}`` for every trial.
-    ``memory=False``: the vanilla reading, without memory: the model sees only the last ``2 n``
-    tokens of the prompt (its training context, C_prev + C_curr) in one window."""
-    if cfg.model.vocab_size != 256:
-        raise ValueError(f"passkey needs a byte-level model (vocab_size 256), this checkpoint has "
-                         f"vocab_size={cfg.model.vocab_size} (task {cfg.data.task!r})")
+    ``trials`` prompts per length (seeds ``seed .. seed + trials - 1``); ``examples``: a list that
+    receives ``{"length", "key", "generated", "correct"}`` for every trial; ``memory``: see
+    :func:`passkey_answers`."""
     if not (isinstance(trials, int) and trials >= 1):
         raise ValueError(f"trials={trials!r} is not allowed: a positive integer")
     # every length checked before the first prompt is read (a bad one fails at once)
-    fillers = {str(spec): filler_chars_for_tokens(parse_length(spec, cfg.data.window))
-               for spec in lengths}
-    model = model.to(device).eval()
+    fillers = {}
+    for spec in lengths:
+        tokens = parse_length(spec, cfg.data.window)
+        try:
+            fillers[str(spec)] = filler_chars_for_tokens(tokens)
+        except ValueError as err:
+            raise ValueError(f"length={spec!r} ({tokens} tokens) is too short: {err}") from None
     result = {}
     for spec, filler_chars in fillers.items():
-        hits = 0
-        for t in tqdm(range(trials), desc=f"passkey {spec}", disable=not progress):
-            prompt, key = passkey_prompt(filler_chars, seed=seed + t)
-            tokens = encode_tensor(prompt)[None].to(device)
-            if memory:
-                new = generate(model, tokens, max_new_tokens=8, window=cfg.data.window, k=k)
-            else:  # one window, no store: 8 new tokens still fit in the training context
-                context = 2 * cfg.data.window
-                new = generate(model, tokens[:, -(context - 8):], max_new_tokens=8, window=context)
-            text = decode(new[0])
-            hits += score_passkey(text, key)
-            if examples is not None:
-                examples.append({"length": spec, "key": key, "generated": text})
-        result[spec] = hits / trials
+        prompts = [passkey_prompt(filler_chars, seed=seed + t) for t in range(trials)]
+        answers = passkey_answers(model, cfg, prompts, k=k, memory=memory, device=device,
+                                  progress=progress, desc=f"passkey {spec}")
+        result[spec] = sum(a["correct"] for a in answers) / trials
+        if examples is not None:
+            examples.extend({"length": spec, **a} for a in answers)
     return {"accuracy": result}

@@ -39,7 +39,7 @@ from .crossbatch import context_mass
 from .datasets import eval_documents
 from .evaluate import distraction_curve, memory_layer
 from .memory import KNNMemory
-from .tasks import DictionaryVocab, dictionary_eval_batch
+from .dictionary import DictionaryVocab, dictionary_eval_batch
 
 
 @dataclass

@@ -7,6 +7,7 @@ between a laptop and a GPU machine.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 
 import torch
@@ -45,3 +46,12 @@ def one_thread(active: bool = True):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+class OnDevice:
+    """Mixin for batch dataclasses: ``batch.to(device)`` is a copy with every tensor moved."""
+
+    def to(self, device):
+        return dataclasses.replace(self, **{
+            f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)})

@@ -57,7 +57,8 @@ def stream_logits(model: FoTModel, tokens: torch.Tensor, window: int,
 
 @torch.no_grad()
 def generate(model: FoTModel, prompt: torch.Tensor, max_new_tokens: int, window: int,
-             k: int | None = None, capacity: int | None = None, stop_token: int | None = None):
+             k: int | None = None, capacity: int | None = None, stop_token: int | None = None,
+             *, memories: dict[int, KNNMemory] | None = None, backend: str = "exact"):
     """Greedy continuation of ``prompt`` ``(b, L)``: ``(b, max_new_tokens)`` new token ids.
 
     The last ``window`` tokens of the prompt are the local context; everything before them is
@@ -65,14 +66,19 @@ def generate(model: FoTModel, prompt: torch.Tensor, max_new_tokens: int, window:
     to memory, so the model always sees between ``window / 2`` and ``window`` recent tokens, as
     in training (the question it is answering stays local; the answer is found in memory). A
     window that moved to memory whole would leave the next token with a local context of one.
+
+    ``memories``: stores to read and fill (e.g. prefilled with :meth:`FoTModel.prefill`, or
+    shared across calls); by default new ones of ``capacity`` slots with search ``backend``.
+    The prompt before its last window is put into memory with ``prefill`` (exact, no logits).
     """
     if prompt.dim() != 2 or prompt.shape[1] == 0:
         raise ValueError(f"prompt must be (b, L) with L >= 1, got shape {tuple(prompt.shape)}")
     b, length = prompt.shape
-    memories = model.new_memories(b, capacity or length + max_new_tokens)
+    if memories is None:
+        memories = model.new_memories(b, capacity or length + max_new_tokens, backend)
     split = max(0, length - window)
-    if split:
-        stream_logits(model, prompt[:, :split], window, memories, k)
+    for start in range(0, split, window):
+        model.prefill(prompt[:, start:min(start + window, split)], memories, k=k)
     local = prompt[:, split:]
     new_tokens = []
     for _ in range(max_new_tokens):
@@ -82,7 +88,7 @@ def generate(model: FoTModel, prompt: torch.Tensor, max_new_tokens: int, window:
         local = torch.cat([local, next_token], dim=1)
         if local.shape[1] > window:  # the older half becomes memory
             older = max(1, window // 2)
-            model(local[:, :older], memories=memories, k=k)
+            model.prefill(local[:, :older], memories, k=k)
             local = local[:, older:]
         if stop_token is not None and bool((next_token == stop_token).all()):
             break

@@ -2,7 +2,7 @@
 
 Byte-level keeps the package offline and dependency-free, and makes "tokens" and "characters"
 nearly the same unit, so a student can read a window of ids as text. Synthetic tasks
-(dictionary lookup) use their own small vocabularies instead (see ``fot_edu.tasks``).
+(dictionary lookup) use their own small vocabularies instead (see ``fot_edu.dictionary``).
 """
 from __future__ import annotations
 

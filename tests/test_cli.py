@@ -48,3 +48,25 @@ def test_every_command_has_help(command, capsys):
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert "usage" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["eval", "passkey", "--checkpoint", "passkey-fot", "--trials", "0"], "--trials"),
+    (["eval", "passkey", "--checkpoint", "passkey-fot", "--lengths", "2x,100"], "length='100'"),
+    (["eval", "distraction", "--checkpoint", "runs/no-such/checkpoint.pt"], "train --preset"),
+])
+def test_command_line_edges_fail_at_once_in_one_line(argv, expected, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exit_info:  # argparse's own errors
+        code = exit_info.code
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and "Traceback" not in err
+    assert "passkey 2x" not in err  # no progress bar: the valid length was not run first
+
+
+def test_vanilla_dictionary_says_it_has_no_r(capsys):
+    assert main(["eval", "dictionary", "--checkpoint", "dict-vanilla", "--distractors", "0",
+                 "--batches", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "no memory layer" in out and "\nr\n" not in out

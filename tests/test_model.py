@@ -129,3 +129,23 @@ def test_config_errors_name_the_field():
         ModelConfig(d_model=30, n_heads=4)
     with pytest.raises(ValueError, match="memory_kind"):
         ModelConfig(memory_kind="gated")
+
+
+@pytest.mark.parametrize("layers,k", [((1,), None), ((1,), 4), ((0, 2), None), ((0, 2), 4)])
+def test_prefill_fills_memory_exactly_as_reading_does(layers, k):
+    """prefill (no logits, no search in the last memory layer) stores the same keys and values as
+    a full streaming read, with one memory layer or several."""
+    model, n = make(layers=layers), 6
+    windows = torch.randint(0, 30, (2, 3, n))
+    read, filled = model.new_memories(2, 3 * n), model.new_memories(2, 3 * n)
+    for j in range(3):
+        ids = torch.tensor([10 + j, 20 + j])
+        model(windows[:, j], memories=read, k=k, doc_ids=ids)
+        model.prefill(windows[:, j], filled, k=k, doc_ids=ids)
+    for layer in layers:
+        assert_close(filled[layer].keys, read[layer].keys)
+        assert_close(filled[layer].values, read[layer].values)
+        assert torch.equal(filled[layer].doc_ids, read[layer].doc_ids)
+    query = torch.randint(0, 30, (2, n))
+    assert_close(model(query, memories=filled, k=k, add_to_memory=False).logits,
+                 model(query, memories=read, k=k, add_to_memory=False).logits)

@@ -19,11 +19,12 @@ import pytest
 import torch
 
 from fot_edu.attention import memory_attention, mt_attention
-from fot_edu.checkpoint import load_checkpoint, load_state_into, resolve, save_checkpoint
+from fot_edu.checkpoint import load_checkpoint, load_model, load_state_into, resolve, save_checkpoint
 from fot_edu.config import DataConfig, ModelConfig, TrainConfig, preset
 from fot_edu.corpora import load_corpus, read_jsonl
 from fot_edu.crossbatch import crossbatch_memory, neighbour_rows
 from fot_edu.datasets import training_batch
+from fot_edu.evaluate import passkey_accuracy
 from fot_edu.memory import KNNMemory
 from fot_edu.model import FoTModel
 from fot_edu.streaming import generate, stream_logits
@@ -145,6 +146,14 @@ BAD_INPUTS = [
     ("unknown split", lambda t: training_batch(DataConfig(), "test", 2, 0), ["split='test'", "eval"]),
     ("crossbatch tokens without pairs", lambda t: tiny_model()(torch.zeros(2, 8, dtype=torch.long), d=1),
      ["(2, 8)", "(b, 2, n)"]),
+    ("passkey trials 0", lambda t: passkey_accuracy(tiny_model(), TrainConfig(), ("1x",), trials=0),
+     ["trials=0", "positive"]),
+    ("passkey length too short, after a valid one",
+     lambda t: passkey_accuracy(tiny_model(), TrainConfig(), ("2x", "100")), ["length='100'", "at least"]),
+    ("passkey length not a length", lambda t: passkey_accuracy(tiny_model(), TrainConfig(), ("2y",)),
+     ["length='2y'", "32x"]),
+    ("missing checkpoint", lambda t: load_model(t / "nothing.pt"),
+     ["nothing.pt", "dict-fot", "python -m fot_edu train --preset"]),
     ("mt trained with d>1", lambda t: TrainConfig(model=ModelConfig(memory_kind="mt"), d=2),
      ["d=2", "memory_kind='mt'"]),
 ]

@@ -3,7 +3,8 @@
 Fixtures: ``chromium`` (path of the system Chromium, or a skip/fail with the reason), ``lab`` (a
 JupyterLab server on a free loopback port with a random token, serving *copies* of the notebooks so
 that nothing the browser runs or autosaves touches ``notebooks/``), ``page`` (a fresh Playwright page)
-and ``shots`` (a temporary folder for screenshots, reported on failure).
+and ``shots`` (a temporary folder for screenshots: when a test fails, the page as it is at that
+moment is saved there too, and the report names the folder and its files).
 
 No tool downloads a browser: Playwright drives Debian's ``chromium`` through ``executable_path``.
 Without it the tests skip, except under ``CI`` (set), where a missing browser is a failure.
@@ -137,15 +138,17 @@ def browser(chromium):
 
 @pytest.fixture
 def shots(request, tmp_path_factory) -> Path:
-    """A temporary folder for this test's screenshots (its path is printed if the test fails);
-    pytest keeps the last three sessions' folders and removes older ones."""
+    """A temporary folder for this test's screenshots (its path and files are printed if the test
+    fails); pytest keeps the last three sessions' folders and removes older ones."""
     path = tmp_path_factory.mktemp(f"screenshots_{request.node.name}")
     request.node.shots_dir = path
     return path
 
 
 @pytest.fixture
-def page(browser, lab, request):
+def page(browser, lab, shots, request):
+    """A fresh page; if the test fails, ``pytest_runtest_makereport`` saves a screenshot of it in
+    ``shots`` before this fixture closes it."""
     context = browser.new_context(viewport={"width": 1500, "height": 2200})
     # nothing but the loopback server: a request elsewhere would be a bug (or a CDN in a notebook)
     context.route("**/*", lambda route: route.continue_()
@@ -157,6 +160,7 @@ def page(browser, lab, request):
     pg.on("pageerror", lambda e: logs.append(f"pageerror: {e}"))
     request.node.browser_logs = logs
     request.node.lab_log = lab["log"]
+    request.node.browser_page = pg
     yield pg
     context.close()
     _shut_down_kernels(lab)
@@ -173,6 +177,20 @@ def _shut_down_kernels(lab) -> None:
                                                       headers=headers, method="DELETE"), timeout=30)
 
 
+def _screenshot_at_failure(page, path: Path) -> str | None:
+    """Save the whole page at ``path`` (the visible part if that fails); the error, if neither works."""
+    if page is None:
+        return "no page"
+    problem = None
+    for full_page in (True, False):
+        try:
+            page.screenshot(path=path, full_page=full_page, timeout=20_000)
+            return None
+        except Exception as err:  # a closed or crashed page, a timeout: report it, keep the failure
+            problem = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    return problem
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -180,8 +198,17 @@ def pytest_runtest_makereport(item, call):
     if rep.when == "call" and rep.failed:
         shots_dir = getattr(item, "shots_dir", None)
         if shots_dir:
-            rep.sections.append(("browser screenshots", f"screenshots are in {shots_dir}"))
-            print(f"\nbrowser screenshots: {shots_dir}", file=sys.stderr)
+            # the tests take screenshots only where they expect trouble; a plain assert (or a
+            # Playwright timeout) fails without one: save the page as it is now, still open
+            problem = _screenshot_at_failure(getattr(item, "browser_page", None),
+                                             Path(shots_dir) / f"{item.name}_at_failure.png")
+            files = sorted(p.name for p in Path(shots_dir).glob("*.png"))
+            text = (f"screenshots are in {shots_dir}: {', '.join(files)}" if files
+                    else f"no screenshot in {shots_dir}")
+            if problem:
+                text += f"\n(the screenshot at failure could not be taken: {problem})"
+            rep.sections.append(("browser screenshots", text))
+            print(f"\nbrowser {text}", file=sys.stderr)
         logs = getattr(item, "browser_logs", None)
         if logs:
             rep.sections.append(("browser console (last 40)", "\n".join(logs[-40:])))

@@ -1,4 +1,4 @@
-"""Dictionary lookup and passkey retrieval (fot_edu.tasks)."""
+"""Dictionary lookup and passkey retrieval (fot_edu.dictionary)."""
 from __future__ import annotations
 
 import re
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fot_edu import tasks
+from fot_edu import dictionary, passkey
 from fot_edu.config import DataConfig
 from fot_edu.datasets import training_batch
 from fot_edu.tokenizer import encode
@@ -15,7 +15,7 @@ from fot_edu.tokenizer import encode
 
 def parse_entries(window: torch.Tensor, cfg: DataConfig) -> list[tuple[str, tuple, tuple, int]]:
     """Read a window independently of the generator: ``[(kind, key, value, position), ...]``."""
-    vocab = tasks.DictionaryVocab(cfg.num_symbols)
+    vocab = dictionary.DictionaryVocab(cfg.num_symbols)
     ids, out, pos = window.tolist(), [], 0
     while pos < len(ids) and ids[pos] != vocab.pad:
         kind = {vocab.k: "def", vocab.q: "ask"}[ids[pos]]
@@ -77,7 +77,7 @@ def test_mask_and_targets_cover_exactly_the_values_after_q(cfg):
                 if kind == "ask":
                     start = pos + 2 + cfg.key_len
                     expected[r, j, start:start + cfg.value_len] = True
-    assert torch.equal(tasks.answer_mask(batch.tokens, cfg), expected)
+    assert torch.equal(dictionary.answer_mask(batch.tokens, cfg), expected)
     # a loss position predicts the next token, which must be an answer token
     has_loss = batch.targets != -100
     assert torch.equal(has_loss[..., :-1], expected[..., 1:])
@@ -88,7 +88,7 @@ def test_mask_and_targets_cover_exactly_the_values_after_q(cfg):
 
 def test_eval_batch_with_distractors_never_repeats_a_key():
     cfg = DataConfig()
-    batch = tasks.dictionary_eval_batch(cfg, batch_size=3, num_distractors=63, seed=1)
+    batch = dictionary.dictionary_eval_batch(cfg, batch_size=3, num_distractors=63, seed=1)
     assert batch.tokens.shape == batch.targets.shape == (3, 2, cfg.window)
     assert batch.distractors.shape == (3, 63, cfg.window)
     assert batch.distractor_ids.shape == (3, 63)
@@ -104,13 +104,13 @@ def test_eval_batch_with_distractors_never_repeats_a_key():
         assert len(keys) == len(set(keys)) == 64 * cfg.entries_per_window
         for kind, key, value, _ in parse_entries(batch.tokens[r, 1], cfg):
             assert kind == "ask" and own[key] == value
-    again = tasks.dictionary_eval_batch(cfg, batch_size=3, num_distractors=63, seed=1)
+    again = dictionary.dictionary_eval_batch(cfg, batch_size=3, num_distractors=63, seed=1)
     assert torch.equal(again.distractors, batch.distractors)
 
 
 def test_many_distractors_share_keys_among_themselves_never_with_the_own_document():
     cfg = DataConfig()  # 32 ** 2 = 1024 keys, 10 per document: 101 distractors at most distinct
-    batch = tasks.dictionary_eval_batch(cfg, batch_size=2, num_distractors=200, seed=3)
+    batch = dictionary.dictionary_eval_batch(cfg, batch_size=2, num_distractors=200, seed=3)
     for r in range(2):
         own = {k for _, k, _, _ in parse_entries(batch.tokens[r, 0], cfg)}
         for window in batch.distractors[r]:
@@ -120,7 +120,7 @@ def test_many_distractors_share_keys_among_themselves_never_with_the_own_documen
 
 def test_redefining_distractors_use_the_own_keys_with_other_values():
     cfg = DataConfig()
-    batch = tasks.dictionary_eval_batch(cfg, batch_size=2, num_distractors=3, seed=0, redefine=True)
+    batch = dictionary.dictionary_eval_batch(cfg, batch_size=2, num_distractors=3, seed=0, redefine=True)
     for r in range(2):
         own = {k: v for _, k, v, _ in parse_entries(batch.tokens[r, 0], cfg)}
         for window in batch.distractors[r]:
@@ -131,18 +131,18 @@ def test_redefining_distractors_use_the_own_keys_with_other_values():
 def test_too_small_key_space_is_a_clear_value_error():
     tiny = DataConfig(num_symbols=3, key_len=2, window=64, entries_per_window=5)  # 9 keys
     with pytest.raises(ValueError, match="9 keys"):
-        tasks.dictionary_eval_batch(tiny, batch_size=1, num_distractors=1)
+        dictionary.dictionary_eval_batch(tiny, batch_size=1, num_distractors=1)
     small = DataConfig(num_symbols=4, key_len=2, entries_per_window=10)
     with pytest.raises(ValueError, match="16"):
-        tasks.make_dictionary_document(small, 4, np.random.default_rng(0))
+        dictionary.make_dictionary_document(small, 4, np.random.default_rng(0))
     with pytest.raises(ValueError, match="windows=1"):
-        tasks.make_dictionary_document(DataConfig(), 1, np.random.default_rng(0))
+        dictionary.make_dictionary_document(DataConfig(), 1, np.random.default_rng(0))
 
 
 def test_format_window_reads_like_the_paper():
     cfg = DataConfig(num_symbols=32, key_len=2, value_len=2, entries_per_window=1, window=8)
     window = torch.tensor([32, 3, 17, 33, 5, 9, 35, 35])
-    assert tasks.format_window(window, cfg) == "<k> 3 17 <v> 5 9 <pad>*2"
+    assert dictionary.format_window(window, cfg) == "<k> 3 17 <v> 5 9 <pad>*2"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,7 +159,7 @@ EXPECTED_SEED_0 = (
 
 
 def test_passkey_prompt_matches_the_template_character_for_character():
-    prompt, key = tasks.passkey_prompt(120, seed=0)
+    prompt, key = passkey.passkey_prompt(120, seed=0)
     assert key == 42532
     assert prompt == EXPECTED_SEED_0
 
@@ -167,7 +167,7 @@ def test_passkey_prompt_matches_the_template_character_for_character():
 @pytest.mark.parametrize("seed", range(20))
 def test_passkey_prompt_structure(seed):
     filler_chars = 50 * seed + 7
-    prompt, key = tasks.passkey_prompt(filler_chars, seed)
+    prompt, key = passkey.passkey_prompt(filler_chars, seed)
     assert 1 <= key <= 50000
     assert prompt.count(str(key)) == 2  # the filler has no digits: only the key line has K
     intro, prefix, info, suffix, question = prompt.split("\n")
@@ -182,29 +182,29 @@ def test_passkey_prompt_structure(seed):
 
 
 def test_passkey_is_deterministic_and_varies_with_seed():
-    assert tasks.passkey_prompt(500, 3) == tasks.passkey_prompt(500, 3)
-    assert len({tasks.passkey_prompt(500, s)[1] for s in range(10)}) > 1
+    assert passkey.passkey_prompt(500, 3) == passkey.passkey_prompt(500, 3)
+    assert len({passkey.passkey_prompt(500, s)[1] for s in range(10)}) > 1
 
 
 @pytest.mark.parametrize("target", [300, 1000, 4096])
 def test_filler_chars_for_tokens_lands_at_or_just_under_the_target(target):
     for seed in range(10):
-        prompt, key = tasks.passkey_prompt(tasks.filler_chars_for_tokens(target), seed)
+        prompt, key = passkey.passkey_prompt(passkey.filler_chars_for_tokens(target), seed)
         assert target - 8 <= len(encode(prompt)) <= target
-        exact = tasks.passkey_prompt(tasks.filler_chars_for_tokens(target, key=key), seed)[0]
+        exact = passkey.passkey_prompt(passkey.filler_chars_for_tokens(target, key=key), seed)[0]
         assert len(encode(exact)) == target
     with pytest.raises(ValueError, match="target_tokens=10"):
-        tasks.filler_chars_for_tokens(10)
+        passkey.filler_chars_for_tokens(10)
 
 
 def test_score_passkey():
-    assert tasks.score_passkey(" 42532. Remember", 42532)
-    assert tasks.score_passkey("42532", 42532)
-    assert not tasks.score_passkey(" 4253", 42532)
-    assert not tasks.score_passkey(" 425321", 42532)
-    assert not tasks.score_passkey(" the key", 42532)
+    assert passkey.score_passkey(" 42532. Remember", 42532)
+    assert passkey.score_passkey("42532", 42532)
+    assert not passkey.score_passkey(" 4253", 42532)
+    assert not passkey.score_passkey(" 425321", 42532)
+    assert not passkey.score_passkey(" the key", 42532)
     with pytest.raises(ValueError, match="filler_chars=-1"):
-        tasks.passkey_prompt(-1, 0)
+        passkey.passkey_prompt(-1, 0)
 
 
 # -- retrieval curriculum (passkey-fot's training data) ---------------------------------------------
@@ -240,3 +240,19 @@ def test_retrieval_shares_no_wording_with_the_passkey_template():
 def test_retrieval_needles_that_do_not_fit_are_refused():
     with pytest.raises(ValueError, match="entries_per_window=6 needles"):
         training_batch(DataConfig(task="retrieval", window=64, entries_per_window=6), "train", 2, 0)
+
+
+def test_passkey_prompt_options_for_new_experiments():
+    prompt, key = passkey.passkey_prompt(400, 0, depth=0.0, key=1234567, filler="Call me Ishmael.")
+    lines = prompt.split("\n")
+    assert key == 1234567 and lines[1] == "" and lines[2] == passkey.passkey_line(1234567)
+    assert lines[3].startswith("Call me Ishmael. Call me") and len(lines[3]) == 400
+    deep, _ = passkey.passkey_prompt(400, 0, depth=1.0)
+    assert deep.split("\n")[3] == ""
+    _, big = passkey.passkey_prompt(10, 5, key_range=(10**6, 10**7 - 1))
+    assert 10**6 <= big < 10**7
+    assert passkey.passkey_prompt(300, 2) == passkey.passkey_prompt(300, 2, depth=None)
+    for bad, match in (({"depth": 1.5}, "depth=1.5"), ({"key_range": (5, 1)}, "key_range"),
+                       ({"filler": ""}, "filler")):
+        with pytest.raises(ValueError, match=match):
+            passkey.passkey_prompt(100, 0, **bad)

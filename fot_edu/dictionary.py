@@ -1,4 +1,4 @@
-"""Synthetic tasks that only a model with working memory can solve: dictionary lookup and passkey.
+"""Dictionary lookup: a synthetic task that only a model with working memory can solve.
 
 **Dictionary lookup** (paper §5.2, App. D). A document is a list of definitions ``<k> key <v>
 value`` followed, in later windows, by questions ``<q> key <v> value`` about keys defined earlier.
@@ -20,18 +20,6 @@ Every key is distinct within a document; ``<pad>`` fills each window after its e
 
 Vocabulary: symbols ``0 .. S-1``, then ``<k> = S``, ``<v> = S+1``, ``<q> = S+2``, ``<pad> = S+3``.
 
-**Passkey retrieval** (Fig. 1; template of Mohtashami & Jaggi 2023): a random number K hidden in
-a long stretch of filler text, asked for at the end. :func:`passkey_prompt` builds it exactly,
-:func:`filler_chars_for_tokens` sizes it to a token budget, :func:`score_passkey` grades an answer.
-
-**Retrieval curriculum** (task ``"retrieval"``, what ``passkey-fot`` is trained on). It shares
-nothing with the passkey template but the skill: ``C_prev`` is book text (the ``books`` corpus)
-with ``E`` needles ``"{phrase} {number}."`` spliced in, each phrase a random run of 2-5 words of
-another book passage; ``C_curr`` is other book text in which every phrase comes back, and the
-loss is only on the ``" {number}."`` that follows it. No instruction line, no repeated filler, no
-"pass key" wording: a model that passes the passkey test has learned to find the earlier
-occurrence of what it is reading, through memory, and copy what came next.
-
 Differences from the paper: 32 symbols and keys/values of 2 tokens by default (paper: 64 symbols,
 4 tokens) so a 3-layer model learns the task on a CPU in minutes.
 """
@@ -39,13 +27,13 @@ from __future__ import annotations
 
 import math
 import re
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .config import DataConfig
+from .runtime import OnDevice
 from .tokenizer import IGNORE
 
 
@@ -186,17 +174,8 @@ def dictionary_documents(cfg: DataConfig, count: int, windows: int = 2, seed: in
     return [make_dictionary_document(cfg, windows, rng, first_id + i) for i in range(count)]
 
 
-class Tensors:
-    """Mixin for batch dataclasses: ``batch.to(device)`` moves every tensor field."""
-
-    def to(self, device):
-        return dataclasses.replace(self, **{
-            f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)
-            if isinstance(getattr(self, f.name), torch.Tensor)})
-
-
 @dataclass
-class DictionaryEvalBatch(Tensors):
+class DictionaryEvalBatch(OnDevice):
     """Own documents plus distractors' definitions, for evaluation with a crowded memory.
 
     ``tokens``/``targets``: ``(b, 2, n)`` own (C_prev, C_curr); ``distractors``: ``(b, N, n)``
@@ -275,128 +254,3 @@ def format_window(tokens, cfg: DataConfig) -> str:
         pads += 1
     words = [vocab.name(t) for t in ids] + ([f"<pad>*{pads}"] if pads else [])
     return " ".join(words)
-
-
-# ---------------------------------------------------------------------------------------------
-# passkey retrieval
-
-PASSKEY_INSTRUCTION = ("There is an important info hidden inside a lot of irrelevant text. Find it "
-                       "and memorize them. I will quiz you about the important information there.")
-PASSKEY_FILLER = ("The grass is green. The sky is blue. The sun is yellow. Here we go. "
-                  "There and back again.")
-PASSKEY_QUESTION = "What is the pass key? The pass key is"
-PASSKEY_MAX = 50000
-
-
-def passkey_line(key: int) -> str:
-    return f"The pass key is {key}. Remember it. {key} is the pass key."
-
-
-def filler_text(chars: int) -> str:
-    """The first ``chars`` characters of the filler block repeated (blocks joined by a space)."""
-    repeats = chars // (len(PASSKEY_FILLER) + 1) + 1
-    return " ".join([PASSKEY_FILLER] * repeats)[:chars]
-
-
-def passkey_prompt(filler_chars: int, seed: int) -> tuple[str, int]:
-    """``(prompt, K)``: the five lines instruction / filler / key line / filler / question.
-
-    The ``filler_chars`` characters of filler are split at a uniformly random point between the
-    prefix and the suffix; each part is the start of the repeated filler. K is uniform in 1..50000.
-    Both come from ``numpy.random.default_rng(seed)``: the key first, then the split point.
-    """
-    if not (isinstance(filler_chars, int) and filler_chars >= 0):
-        raise ValueError(f"filler_chars={filler_chars!r} is not allowed: an integer >= 0")
-    rng = np.random.default_rng(int(seed))
-    key = int(rng.integers(1, PASSKEY_MAX + 1))
-    prefix_chars = int(rng.integers(0, filler_chars + 1))
-    lines = [PASSKEY_INSTRUCTION, filler_text(prefix_chars), passkey_line(key),
-             filler_text(filler_chars - prefix_chars), PASSKEY_QUESTION]
-    return "\n".join(lines), key
-
-
-def filler_chars_for_tokens(target_tokens: int, key: int | None = None) -> int:
-    """Filler length that makes the prompt ``target_tokens`` byte tokens long (at most that).
-
-    The filler is ASCII, so one character is one token of the byte tokenizer. Without ``key`` the
-    key line is sized for a 5-digit key: the prompt then lands at most 8 tokens under the target.
-    """
-    key_line = passkey_line(key if key is not None else PASSKEY_MAX)
-    empty_prompt = "\n".join([PASSKEY_INSTRUCTION, "", key_line, "", PASSKEY_QUESTION])
-    fixed = len(empty_prompt.encode("utf-8"))
-    if not (isinstance(target_tokens, int) and target_tokens >= fixed):
-        raise ValueError(f"target_tokens={target_tokens!r} is not allowed: at least {fixed}, "
-                         f"the prompt without filler")
-    return target_tokens - fixed
-
-
-def score_passkey(generated_text: str, key: int) -> bool:
-    """True when the first number in the generated continuation is exactly ``key``."""
-    match = re.search(r"\d+", generated_text)
-    return match is not None and int(match.group()) == int(key)
-
-
-# ---------------------------------------------------------------------------------------------
-# retrieval curriculum (passkey-fot's training data; see the module docstring)
-
-def _passage(texts: list, length: int, rng: np.random.Generator) -> np.ndarray:
-    """``length`` consecutive bytes of a random document of ``texts`` (byte arrays)."""
-    doc = texts[int(rng.integers(len(texts)))]
-    start = int(rng.integers(0, len(doc) - length + 1))
-    return doc[start:start + length]
-
-
-def _phrase(texts: list, rng: np.random.Generator) -> bytes:
-    """2-5 whole words of a random passage, on one line."""
-    while True:
-        words = bytes(_passage(texts, 80, rng)).replace(b"\n", b" ").split()[1:-1]
-        count = int(rng.integers(2, 6))
-        if len(words) >= count:
-            start = int(rng.integers(0, len(words) - count + 1))
-            phrase = b" ".join(words[start:start + count])
-            if len(phrase) >= 8:
-                return phrase
-
-
-def _splice(filler: np.ndarray, inserts: list, rng: np.random.Generator) -> tuple[np.ndarray, list]:
-    """``filler`` with ``inserts`` (byte strings) put at random points, in order.
-
-    Returns the bytes and the start offset of every insert."""
-    cuts = np.sort(rng.integers(0, len(filler) + 1, size=len(inserts)))
-    pieces, starts, pos, prev = [], [], 0, 0
-    for cut, insert in zip(cuts, inserts):
-        pieces.append(filler[prev:cut])
-        pos += cut - prev
-        starts.append(pos)
-        pieces.append(np.frombuffer(insert, dtype=np.uint8))
-        pos += len(insert)
-        prev = cut
-    pieces.append(filler[prev:])
-    return np.concatenate(pieces), starts
-
-
-def retrieval_pair(cfg: DataConfig, texts: list, rng: np.random.Generator):
-    """One row of the retrieval curriculum: ``(tokens, targets)``, each ``(2, n)`` long.
-
-    ``texts``: byte arrays (``np.uint8``) of book text, each longer than ``n``.
-    """
-    if cfg.task != "retrieval":
-        raise ValueError(f"task={cfg.task!r} is not allowed here: 'retrieval'")
-    n, count = cfg.window, cfg.entries_per_window
-    phrases = [_phrase(texts, rng) for _ in range(count)]
-    numbers = [b" %d." % int(rng.integers(1, PASSKEY_MAX + 1)) for _ in range(count)]
-    needles = [p + a for p, a in zip(phrases, numbers)]
-    room = n - sum(len(x) for x in needles)
-    if room < 0:
-        raise ValueError(f"entries_per_window={count} needles of up to {max(map(len, needles))} "
-                         f"bytes do not fit a window of {n}: raise window or lower the count")
-    prev, _ = _splice(_passage(texts, room, rng), needles, rng)
-    order = rng.permutation(count)
-    curr, starts = _splice(_passage(texts, room, rng), [needles[i] for i in order], rng)
-    tokens = torch.from_numpy(np.stack([prev, curr]).astype(np.int64))
-    targets = torch.full_like(tokens, IGNORE)
-    for start, i in zip(starts, order):
-        first = start + len(phrases[i])  # the answer " {number}." occupies first .. end - 1
-        end = start + len(needles[i])
-        targets[1, first - 1:end - 1] = tokens[1, first:end]
-    return tokens, targets
