@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from .checkpoint import load_model
 from .config import PRESETS, preset
@@ -16,7 +18,8 @@ from .corpus_build import build_corpora
 from .datasets import corpus_summary, format_summary
 from .evaluate import (dictionary_accuracy, distraction_curve, passkey_accuracy,
                        perplexity_vs_memory, perplexity_with_distractors)
-from .runtime import default_device
+from .race import RaceConfig, race, race_table
+from .runtime import default_device, fast_mode
 from .serve import run_lab
 from .train import train
 
@@ -119,6 +122,33 @@ def cmd_demo(args) -> int:
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, no network needed to open it)")
     else:
         print(tour(device=default_device(args.device)))
+    return 0
+
+
+def cmd_race(args) -> int:
+    """d = 1 against FoT, fine-tuned side by side from the shipped d = 1 model, then evaluated."""
+    cfg = RaceConfig.smoke() if fast_mode() else RaceConfig()
+    if args.steps:
+        cfg = dataclasses.replace(cfg, steps=args.steps)
+    bar = tqdm(total=2 * cfg.steps, desc="race", disable=args.quiet, dynamic_ncols=True)
+    losses = {}
+
+    def show(event, data):
+        if event == "step":
+            losses[data["run"]] = data["loss"]
+            bar.update(1)
+            bar.set_postfix_str("  ".join(f"{run} loss {loss:.2f}" for run, loss in losses.items()))
+        elif event == "live":
+            bar.write(f"step {data['step']:>4}  {data['run']:>4}: accuracy with "
+                      f"{cfg.live_distractors} distractors {data['accuracy']:.2f}")
+        elif event == "evaluating":
+            bar.close()
+
+    result = race(cfg, device=args.device, threads=args.threads, callback=show)
+    bar.close()
+    if not args.json:
+        print(race_table(result))
+    print(json.dumps(result.to_json()) if args.json else "")
     return 0
 
 
@@ -234,6 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="report.html", help="write a standalone HTML report of the "
                    "headline plots instead (plotly embedded, opens offline)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("race", help="train d=1 and FoT side by side, live, then compare them",
+                       description="The live race: both runs fine-tune the shipped dict-d1 model "
+                                   "for the same steps, one with d=1, one with FoT crossbatch "
+                                   "negatives; then both answer with 0-31 distractor documents "
+                                   "in memory. A few minutes on a laptop CPU.")
+    p.add_argument("--steps", type=_positive, help="steps per run (default 600; 6 in fast mode)")
+    p.add_argument("--device", help="cpu, cuda (default: cuda if available; $FOT_EDU_DEVICE)")
+    p.add_argument("--threads", type=_positive, help="CPU threads for torch (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="end with one JSON line of the results")
+    p.set_defaults(func=cmd_race)
 
     _add_data(sub)
 

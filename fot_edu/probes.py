@@ -56,7 +56,8 @@ class MemorySnapshot:
     queries: torch.Tensor  # (h, n, dh) unit queries of C_curr
     query_text: list  # (n,) text around each query
     answer_queries: list  # positions of C_curr that predict an answer (the "<v>" after "<q> key")
-    true_slot: dict  # answer position -> memory slot of the matching definition's "<v>"
+    true_slot: dict  # answer position -> memory slot just after the matching definition
+    definition_slots: dict  # answer position -> the slots of that definition ("<k>" .. just after)
     topk_slots: torch.Tensor  # (h, n, k) memory slots found by the kNN search
     topk_weights: torch.Tensor  # (h, n, k) attention weight on each found slot
     doc_mass: torch.Tensor  # (h, n, N + 1) dense memory attention mass per context
@@ -123,8 +124,14 @@ def memory_snapshot(model, cfg: TrainConfig, num_distractors: int = 7, *, k: int
     q_words = [vocab.name(t) for t in query[0].tolist()]
     defs = _definition_v_positions(contexts[0, -1], vocab, cfg.data.key_len)
     asks = _definition_v_positions(query[0], vocab, cfg.data.key_len)
-    true_slot = {p: (c - 1) * n + defs[key] for key, p in sorted(asks.items(), key=lambda kv: kv[1])
+    # the trained memory layers read an entry at the token right after it: by then the previous-
+    # token heads below have carried its key and its value there (probes.top1_offsets measures it)
+    end = {key: min(v + cfg.data.value_len + 1, n - 1) for key, v in defs.items()}
+    first = {key: v - cfg.data.key_len - 1 for key, v in defs.items()}
+    true_slot = {p: (c - 1) * n + end[key] for key, p in sorted(asks.items(), key=lambda kv: kv[1])
                  if key in defs}
+    definition_slots = {p: set(range((c - 1) * n + first[key], (c - 1) * n + end[key] + 1))
+                        for key, p in asks.items() if key in defs}
     targets = batch.targets[0, 1]
     correct = dense.logits[0].argmax(-1) == targets
     return MemorySnapshot(
@@ -132,7 +139,8 @@ def memory_snapshot(model, cfg: TrainConfig, num_distractors: int = 7, *, k: int
         slot_doc=torch.arange(c).repeat_interleave(n), slot_pos=torch.arange(n).repeat(c),
         slot_text=[_snippet(words[j], p) for j in range(c) for p in range(n)],
         queries=trace.queries[0].float(), query_text=[_snippet(q_words, p) for p in range(n)],
-        answer_queries=sorted(true_slot), true_slot=true_slot, topk_slots=found.indices[0],
+        answer_queries=sorted(true_slot), true_slot=true_slot, definition_slots=definition_slots,
+        topk_slots=found.indices[0],
         topk_weights=topk_weights, doc_mass=doc_mass, local_mass=local_mass,
         num_distractors=num_distractors, correct=correct)
 
@@ -160,19 +168,32 @@ def similarities(snap: MemorySnapshot, head: int = 0) -> dict:
 
 
 def entry_key_cosine(snap: MemorySnapshot, head: int = 0) -> float:
-    """Mean cosine between the '<v>' keys of different dictionary entries (own and distractors).
+    """Mean cosine between the keys at which different dictionary entries are read (the slot just
+    after each entry, own document and distractors).
 
     High when keys of different entries crowd together. A model can still tell them apart with
     a sharp temperature (the logit is ``tau * cosine``): notebook 03 measures both for the
     shipped ``dict-d1`` and ``dict-fot``.
     """
     n = int(snap.slot_pos.max()) + 1
-    own_v = {s % n for s in snap.true_slot.values()}
-    slots = [s for s in range(snap.keys.shape[1]) if int(snap.slot_pos[s]) in own_v]
+    read_at = {s % n for s in snap.true_slot.values()}
+    slots = [s for s in range(snap.keys.shape[1]) if int(snap.slot_pos[s]) in read_at]
     keys = snap.keys[head, slots].float()
     sim = keys @ keys.T
     off = ~torch.eye(len(slots), dtype=torch.bool)
     return sim[off].mean().item() if off.any() else float("nan")
+
+
+def top1_offsets(snap: MemorySnapshot) -> dict:
+    """Where each answer query's best memory key sits, per head: ``{offset: count}`` with the
+    offset in tokens from the slot just after the asked definition (0 = that slot), or
+    ``"other document"``. Shows which token of an entry the memory layer learned to read."""
+    counts: dict = {}
+    for query, slot in snap.true_slot.items():
+        for top in snap.topk_slots[:, query, 0].tolist():
+            where = top - slot if snap.slot_doc[top] == snap.own else "other document"
+            counts[where] = counts.get(where, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def retrieval_precision(snap: MemorySnapshot) -> float:
@@ -191,7 +212,8 @@ def retrieval_rows(snap: MemorySnapshot, query: int | None = None, head: int = 0
         rows.append({"rank": rank, "snippet": snap.slot_text[slot],
                      "document": doc_label(snap, int(snap.slot_doc[slot])),
                      "cosine": round(cos, 3), "weight": round(weight, 3),
-                     "true key": "yes" if snap.true_slot.get(query) == slot else ""})
+                     "asked definition": "yes" if slot in snap.definition_slots.get(query, ())
+                     else ""})
     return rows
 
 
@@ -228,26 +250,32 @@ def collect_keys(model, cfg, windows: int = 64, layer: int | None = None):
 
 
 def knn_benchmark(keys, queries, sizes, k: int = 8, num_queries: int = 64,
-                  backends=("exact", "faiss", "faiss-hnsw", "faiss-ivf")) -> dict:
+                  backends=("exact", "faiss", "faiss-hnsw", "faiss-ivf"), repeats: int = 3) -> dict:
     """Recall@k against exact search and milliseconds per search batch, for each memory size.
 
-    Returns ``{"recall": {backend: {size: r}}, "ms": {backend: {size: t}}}``.
+    Recall counts a found key as right when its score reaches the exact ``k``-th best score
+    (within float rounding): real memories hold many identical keys (every ``<pad>`` of every
+    window), and which of several tied keys an index returns is arbitrary, not a miss. Time: the
+    best of ``repeats`` searches. Returns ``{"recall": {backend: {size: r}}, "ms": {...}}``.
     """
     h, m, dh = keys.shape
     q = queries[:, :num_queries][None]  # (1, h, nq, dh)
     out = {"recall": {b: {} for b in backends}, "ms": {b: {} for b in backends}}
     for size in sizes:
         size = min(size, m)
-        exact = None
+        kth_best = None
         for backend in backends:
             memory = KNNMemory(1, h, dh, size, backend)
             memory.add(keys[None, :, :size], keys[None, :, :size])
             memory.search(q, k)  # builds the faiss index once
-            t0 = time.perf_counter()
-            found = memory.search(q, k)
-            out["ms"][backend][size] = 1000 * (time.perf_counter() - t0)
-            if exact is None:
-                exact = found.indices
-            hits = (found.indices[..., :, None] == exact[..., None, :]).any(-1).float()
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                found = memory.search(q, k)
+                times.append(time.perf_counter() - t0)
+            out["ms"][backend][size] = 1000 * min(times)
+            if kth_best is None:  # the first backend is the reference (exact)
+                kth_best = found.scores[..., -1:]
+            hits = (found.scores >= kth_best - 1e-5).float()
             out["recall"][backend][size] = hits.mean().item()
     return out

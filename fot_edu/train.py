@@ -109,9 +109,88 @@ def evaluate_loss(model, cfg: TrainConfig, batch_fn, step: int, device) -> float
     return sum(losses) / len(losses)
 
 
+class Trainer:
+    """One training run, a step at a time: :func:`train` loops over it, the live race
+    (``fot_edu.race``) interleaves two.
+
+    ``init_state``: a state dict to start from instead of fresh weights (fine-tuning an existing
+    model, as LongLLaMA does). ``out_path`` + ``resume``: continue from that checkpoint.
+    """
+
+    def __init__(self, cfg: TrainConfig, *, device=None, batch_fn=None, eval_batch_fn=None,
+                 init_state: dict | None = None, out_path: Path | None = None,
+                 resume: bool = False):
+        self.device = default_device(device)
+        if batch_fn is None:
+            cfg = with_task_vocab(cfg)
+            batch_fn = default_batch_fn(cfg, "train")
+            eval_batch_fn = eval_batch_fn or default_batch_fn(cfg, "eval")
+        self.cfg, self.batch_fn, self.eval_batch_fn, self.out_path = cfg, batch_fn, eval_batch_fn, out_path
+        torch.manual_seed(cfg.seed)
+        self.model = FoTModel(cfg.model).to(self.device)
+        if init_state is not None:
+            load_state_into(self.model, init_state)
+        self.optimizer = make_optimizer(self.model, cfg)
+        self.history, self.evals, self.step_index = [], [], 0
+        if resume and out_path is not None and out_path.exists():
+            state = load_checkpoint(out_path, map_location=self.device)
+            if state["config"].model != cfg.model:
+                raise ValueError(f"cannot resume from {str(out_path)!r}: it was trained with another "
+                                 f"model config ({state['config'].model} vs {cfg.model})")
+            load_state_into(self.model, state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["rng_cpu"])
+            self.history, self.evals = state["history"], state["extra"].get("evals", [])
+            self.step_index = state["step"]
+            log.info("resumed from %s at step %d", out_path, self.step_index)
+        self.model.train()
+
+    @property
+    def done(self) -> bool:
+        return self.step_index >= self.cfg.steps
+
+    def step(self) -> dict:
+        """One optimiser step; returns (and keeps) its history row."""
+        cfg, model, step = self.cfg, self.model, self.step_index
+        t0 = time.perf_counter()
+        lr = lr_at(cfg, step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batch = self.batch_fn(step).to(self.device)
+        with autocast(self.device):
+            loss, _ = batch_loss(model, cfg, batch, step)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower lr={cfg.lr}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        seconds = time.perf_counter() - t0
+        row = {"step": step, "loss": loss.item(), "lr": lr,
+               "d": cfg.d_at(step) if cfg.mode == "crossbatch" else None,
+               "tokens_per_s": batch.tokens.numel() / seconds}
+        last = step + 1 == cfg.steps
+        if self.eval_batch_fn is not None and ((step + 1) % cfg.eval_every == 0 or last):
+            row["eval_loss"] = evaluate_loss(model, cfg, self.eval_batch_fn, step, self.device)
+            self.evals.append({"step": step, "eval_loss": row["eval_loss"]})
+        self.history.append(row)
+        self.step_index += 1
+        if self.out_path is not None and ((step + 1) % cfg.checkpoint_every == 0 or last):
+            self.save()
+        return row
+
+    def save(self) -> None:
+        save_checkpoint(self.out_path, self.model, self.cfg, optimizer=self.optimizer,
+                        step=self.step_index, history=self.history, extra={"evals": self.evals})
+
+    def result(self) -> TrainResult:
+        self.model.eval()
+        return TrainResult(self.model, self.cfg, self.history, self.evals, self.out_path)
+
+
 def train(cfg: TrainConfig, *, out_dir=None, resume: bool = False, device=None,
           batch_fn: Callable[[int], object] | None = None,
-          eval_batch_fn: Callable[[int], object] | None = None,
+          eval_batch_fn: Callable[[int], object] | None = None, init_state: dict | None = None,
           progress: bool = True, callback: Callable[[dict], None] | None = None) -> TrainResult:
     """Train a model from ``cfg``; returns the model and its loss history.
 
@@ -120,65 +199,23 @@ def train(cfg: TrainConfig, *, out_dir=None, resume: bool = False, device=None,
             the end); None keeps everything in memory.
         resume: continue from ``out_dir/checkpoint.pt`` if it exists.
         batch_fn / eval_batch_fn: ``step -> Batch``; default: the config's data task.
+        init_state: start from these weights (a state dict) instead of a fresh model.
         callback: called with each step's history row (live plots in notebooks).
     """
-    device = default_device(device)
-    if batch_fn is None:
-        cfg = with_task_vocab(cfg)
-        batch_fn = default_batch_fn(cfg, "train")
-        eval_batch_fn = eval_batch_fn or default_batch_fn(cfg, "eval")
     out_path = None
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         out_path = out_dir / "checkpoint.pt"
-
-    torch.manual_seed(cfg.seed)
-    model = FoTModel(cfg.model).to(device)
-    optimizer = make_optimizer(model, cfg)
-    history, evals, start = [], [], 0
-    if resume and out_path is not None and out_path.exists():
-        state = load_checkpoint(out_path, map_location=device)
-        if state["config"].model != cfg.model:
-            raise ValueError(f"cannot resume from {str(out_path)!r}: it was trained with another "
-                             f"model config ({state['config'].model} vs {cfg.model})")
-        load_state_into(model, state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng_cpu"])
-        history, evals = state["history"], state["extra"].get("evals", [])
-        start = state["step"]
-        log.info("resumed from %s at step %d", out_path, start)
-
-    model.train()
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress,
+    trainer = Trainer(cfg, device=device, batch_fn=batch_fn, eval_batch_fn=eval_batch_fn,
+                      init_state=init_state, out_path=out_path, resume=resume)
+    bar = tqdm(total=cfg.steps, initial=trainer.step_index, disable=not progress,
                desc=f"train {cfg.mode}", dynamic_ncols=True)
-    for step in bar:
-        t0 = time.perf_counter()
-        lr = lr_at(cfg, step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        batch = batch_fn(step).to(device)
-        with autocast(device):
-            loss, _ = batch_loss(model, cfg, batch, step)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower lr={cfg.lr}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        seconds = time.perf_counter() - t0
-        row = {"step": step, "loss": loss.item(), "lr": lr,
-               "d": cfg.d_at(step) if cfg.mode == "crossbatch" else None,
-               "tokens_per_s": batch.tokens.numel() / seconds}
-        if eval_batch_fn is not None and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
-            row["eval_loss"] = evaluate_loss(model, cfg, eval_batch_fn, step, device)
-            evals.append({"step": step, "eval_loss": row["eval_loss"]})
-        history.append(row)
+    while not trainer.done:
+        row = trainer.step()
+        bar.update(1)
         bar.set_postfix(loss=f"{row['loss']:.3f}", d=row["d"], tok_s=f"{row['tokens_per_s']:.0f}")
         if callback is not None:
             callback(row)
-        if out_path is not None and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
-            save_checkpoint(out_path, model, cfg, optimizer=optimizer, step=step + 1,
-                            history=history, extra={"evals": evals})
-    model.eval()
-    return TrainResult(model, cfg, history, evals, out_path)
+    bar.close()
+    return trainer.result()

@@ -22,6 +22,8 @@ for distractors, :data:`LOCAL_COLOR` for the local window, :data:`MODEL_COLORS` 
 """
 from __future__ import annotations
 
+import html
+
 import plotly.graph_objects as go
 import torch
 
@@ -33,6 +35,7 @@ DISTRACTOR_COLOR = "#E69F00"  # orange: other documents in memory
 LOCAL_COLOR = "#999999"  # grey: the local window (C_curr's own causal keys)
 QUERY_COLOR = "#000000"
 MODEL_COLORS = {"d=1": "#D55E00", "FoT": "#009E73", "MT": "#CC79A7", "vanilla": "#999999"}
+PATTERNS = ("", "/", "x", ".")  # bar patterns that tell models apart where colour means document
 
 
 def pca(points: torch.Tensor, dims: int = 2):
@@ -114,16 +117,23 @@ def similarity_figure(snap: MemorySnapshot, head: int = 0, title: str = "") -> g
 
 
 def attention_mass_traces(snaps: dict, head: int | None = None) -> list:
-    """One bar group per model: attention mass on own document vs each distractor."""
+    """Per model, two bar traces: the own document (blue) and each distractor (orange).
+
+    Colour says which document; with several models, the bar pattern says which model (solid
+    for the first, hatched for the next), so neither depends on a thin outline.
+    """
     traces = []
-    for name, snap in snaps.items():
+    for i, (name, snap) in enumerate(snaps.items()):
         m = attention_mass(snap, head)
-        x = ["own document"] + [f"distractor {j + 1}" for j in range(len(m["distractors"]))]
-        colors = [OWN_COLOR] + [DISTRACTOR_COLOR] * len(m["distractors"])
-        traces.append(go.Bar(x=x, y=[m["own"]] + m["distractors"], name=name,
-                             marker=dict(color=colors, line=dict(width=2, color=MODEL_COLORS.get(
-                                 name, QUERY_COLOR))),
-                             hovertemplate=name + "<br>%{x}: %{y:.3f}<extra></extra>"))
+        pattern = dict(shape=PATTERNS[i % len(PATTERNS)], fgcolor="#333333", solidity=0.3)
+        prefix = f"{name}: " if len(snaps) > 1 else ""
+        common = dict(offsetgroup=name, marker_pattern=pattern, legendgroup=name,
+                      hovertemplate=name + "<br>%{x}: %{y:.3f}<extra></extra>")
+        traces.append(go.Bar(x=["own document"], y=[m["own"]], name=prefix + "own document",
+                             marker_color=OWN_COLOR, **common))
+        traces.append(go.Bar(x=[f"distractor {j + 1}" for j in range(len(m["distractors"]))],
+                             y=m["distractors"], name=prefix + "distractors",
+                             marker_color=DISTRACTOR_COLOR, **common))
     return traces
 
 
@@ -135,7 +145,8 @@ def attention_mass_figure(snaps: dict, head: int | None = None, title: str = "")
         title=title or f"Where memory attention goes with {n} distractor documents",
         barmode="group", xaxis_title="memory context (blue: own document, orange: distractors)",
         yaxis_title="attention mass (share of all attention, 0..1)", yaxis_range=[0, 1],
-        legend_title_text="model", height=420)
+        legend_title_text="model: memory context" if len(snaps) > 1 else "memory context",
+        height=420)
 
 
 def r_d_figure(curves: dict, title: str = "") -> go.Figure:
@@ -152,14 +163,18 @@ def r_d_figure(curves: dict, title: str = "") -> go.Figure:
     return fig.update_layout(title=title or "r_d: attention on the own C_prev among d contexts (§3.3)",
                              xaxis_title="d (contexts in memory: own + d-1 others)",
                              yaxis_title="r_d (share of memory attention, 0..1)", xaxis_type="log",
+                             xaxis_tickvals=ds, xaxis_ticktext=[str(d) for d in ds],
                              yaxis_range=[0, 1.05], legend_title_text="model", height=420)
 
 
 def metric_vs_memory_figure(results: dict, metric: str = "accuracy", title: str = "",
                             xlabel: str = "distractor documents in memory (N)") -> go.Figure:
     """``results`` ``{model: {N: value}}``: accuracy or perplexity as memory grows."""
-    units = {"accuracy": "value-token accuracy (0..1)", "perplexity": "perplexity (tokens, lower is better)",
-             "r": "attention on own document (share, 0..1)"}
+    units = {"accuracy": "value-token accuracy (0..1)",
+             "perplexity": "perplexity (per byte, lower is better)",
+             "r": "attention on own document (share, 0..1)",
+             "precision": "retrieval precision: top-k from own document (share, 0..1)",
+             "passkey": "passkey accuracy (share of prompts answered exactly, 0..1)"}
     fig = go.Figure()
     for name, curve in results.items():
         numeric = all(isinstance(x, (int, float)) for x in curve)
@@ -172,36 +187,83 @@ def metric_vs_memory_figure(results: dict, metric: str = "accuracy", title: str 
 
 
 def retrieval_table(snap: MemorySnapshot, query: int | None = None, head: int = 0) -> go.Figure:
-    """A table of what the query retrieved: snippet, document, cosine, attention weight."""
+    """A table of what the query retrieved: snippet, document, cosine, attention weight, and
+    whether the key belongs to the definition the query asks about."""
     rows = retrieval_rows(snap, query, head)
     query = snap.answer_queries[0] if query is None else query
-    cols = ["rank", "snippet", "document", "cosine", "weight", "true key"]
+    cols = ["rank", "snippet", "document", "cosine", "weight", "asked definition"]
     fill = [[OWN_COLOR + "33" if r["document"] == "own document" else DISTRACTOR_COLOR + "33"
              for r in rows]] * len(cols)
-    table = go.Table(header=dict(values=cols), cells=dict(values=[[r[c] for r in rows] for c in cols],
-                                                          fill_color=fill))
+    # plotly renders cell text as HTML: "<k>" would vanish as an unknown tag
+    cells = [[html.escape(str(r[c])) for r in rows] for c in cols]
+    table = go.Table(columnwidth=[0.6, 3, 1.6, 1, 1, 1.4],
+                     header=dict(values=cols, height=30, font=dict(size=14)),
+                     cells=dict(values=cells, fill_color=fill, height=28, font=dict(size=14)))
     return go.Figure(table).update_layout(
         title=f"Top-{len(rows)} retrieved for query '{snap.query_text[query]}' (head {head})",
-        height=120 + 28 * len(rows))
+        height=150 + 30 + 28 * len(rows), margin=dict(t=70, b=20))
 
 
 def weights_figure(weights: dict, n_local: int, title: str = "") -> go.Figure:
-    """``weights`` ``{name: (n_local + m,) weights of one query}``: local keys then memory keys."""
+    """``weights`` ``{name: (n_local + m,) weights of one query}``: local keys then memory keys,
+    one bar colour per model; the local window is the grey band left of the dashed line."""
     fig = go.Figure()
     for name, w in weights.items():
-        w = [float(x) for x in w]
+        w = torch.as_tensor(w).detach().float().flatten().tolist()
         fig.add_trace(go.Bar(x=list(range(len(w))), y=w, name=name,
-                             marker_line_color=MODEL_COLORS.get(name, QUERY_COLOR),
-                             marker_line_width=2,
-                             marker_color=[LOCAL_COLOR] * n_local + [OWN_COLOR] * (len(w) - n_local)))
-    fig.add_vline(x=n_local - 0.5, line_dash="dash")
+                             marker_color=MODEL_COLORS.get(name, QUERY_COLOR)))
+    fig.add_vrect(x0=-0.5, x1=n_local - 0.5, fillcolor=LOCAL_COLOR, opacity=0.2, line_width=0,
+                  annotation_text="local window", annotation_position="top left")
+    fig.add_vline(x=n_local - 0.5, line_dash="dash",
+                  annotation_text="memory", annotation_position="top right")
     return fig.update_layout(
-        title=title or "One query's attention: local keys (grey) | memory keys (blue)",
+        title=title or "One query's attention: local keys (grey band) | memory keys",
         barmode="group", xaxis_title="key index (local window first, then memory)",
-        yaxis_title="attention weight (0..1)", legend_title_text="attention", height=380)
+        yaxis_title="attention weight (0..1)", legend_title_text="model", height=380)
 
 
 def timing_figure(results: dict, title: str, ytitle: str) -> go.Figure:
     """``{backend: {size: value}}`` against memory size (log x)."""
     fig = metric_vs_memory_figure(results, "", title=title, xlabel="memory size (keys per head)")
     return fig.update_layout(yaxis_title=ytitle, legend_title_text="search backend")
+
+
+def race_figures(steps: int, fot_d: int, live_distractors: int) -> tuple[go.Figure, go.Figure]:
+    """Empty live figures of the race (``fot_edu.race``): training loss and accuracy with
+    ``live_distractors`` documents in memory, one line per run, filled in as it trains."""
+    runs = {"d=1": "d = 1 (own C_prev only)", "FoT": f"FoT (d = {fot_d}: 7 negatives)"}
+    loss = go.Figure([go.Scatter(x=[], y=[], mode="lines", name=label, line=dict(
+        color=MODEL_COLORS[run], width=3)) for run, label in runs.items()])
+    loss.add_vline(x=0, line_dash="dot", annotation_text=f"both start from d = 1 model; FoT: d = {fot_d}",
+                   annotation_position="top right")
+    loss.update_layout(title="Training loss, live (value tokens of C_curr and C_prev)",
+                       xaxis_title="training step", xaxis_range=[0, steps],
+                       yaxis_title="LM loss (nats per target token)", legend_title_text="run",
+                       height=380, font=dict(size=15))
+    live = go.Figure([go.Scatter(x=[], y=[], mode="lines+markers", name=label, line=dict(
+        color=MODEL_COLORS[run], width=3), marker=dict(size=9)) for run, label in runs.items()])
+    live.update_layout(title=f"Accuracy with {live_distractors} distractor documents in memory, live",
+                       xaxis_title="training step", xaxis_range=[0, steps],
+                       yaxis_title="value-token accuracy (0..1)", yaxis_range=[0, 1.02],
+                       legend_title_text="run", height=380, font=dict(size=15))
+    return loss, live
+
+
+def race_result_figure(accuracy: dict, ci95: dict, r_8: dict, n: int, title: str = "") -> go.Figure:
+    """Final race figure: accuracy against distractors in memory per run, with 95% intervals
+    (``ci95`` ``{run: {N: [low, high]}}``) and each run's r_8 in the legend."""
+    fig = go.Figure()
+    for run, curve in accuracy.items():
+        xs = sorted(curve)
+        low = [curve[x] - ci95[run][x][0] for x in xs]
+        high = [ci95[run][x][1] - curve[x] for x in xs]
+        fig.add_trace(go.Scatter(x=[str(x) for x in xs], y=[curve[x] for x in xs],
+                                 name=f"{run} (r_8 = {r_8[run]:.2f})", mode="lines+markers",
+                                 line=dict(color=MODEL_COLORS.get(run), width=3), marker=dict(size=10),
+                                 error_y=dict(type="data", symmetric=False, array=high, arrayminus=low)))
+    return fig.update_layout(
+        title=title or f"After the race: accuracy as distractors fill the memory ({n} value tokens "
+                       "per point, 95% intervals)",
+        xaxis_title="distractor documents in memory (N)", yaxis_title="value-token accuracy (0..1)",
+        yaxis_range=[0, 1.02], legend_title_text="run (r_8: attention on own C_prev, d = 8)",
+        height=420, font=dict(size=15))

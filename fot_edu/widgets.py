@@ -13,6 +13,7 @@ function                    shows
 :func:`distraction_dial`    memory attention on own document vs each distractor, N slider
 :func:`key_space_explorer`  PCA of memory keys + query-key cosines, own vs distractors
 :func:`training_curves`     loss curves updated in place while ``train`` runs
+:func:`race_board`          the live race of ``d = 1`` against FoT, with a start button
 :func:`classroom_dashboard` all of it for one lecture: model, d, N, layer, head, query
 ==========================  ===============================================================
 
@@ -27,6 +28,8 @@ import plotly.graph_objects as go
 
 from . import viz
 from .evaluate import distraction_curve
+from .race import RaceConfig, RaceResult, race
+from .runtime import fast_mode
 from .probes import attention_mass, memory_snapshot
 
 
@@ -255,3 +258,79 @@ def classroom_dashboard(models: dict, *, k: int = 8, seed: int = 0, max_distract
                      figs["table"]])
     return widget, {"model": model_dd, "d": d_slider, "distractors": slider, "layer": layer,
                     "head": head, "query": query, **figs}
+
+
+def race_board(cfg: RaceConfig | None = None, *, device=None, threads: int | None = None,
+               redraw_every: int = 10):
+    """The live race (``fot_edu.race``) as a widget: a start button, a status line with the time
+    left, the two runs' loss curves and their accuracy with distractors as they train, and at the
+    end the accuracy against N with intervals.
+
+    Handles: ``start`` (Button), ``status`` (HTML), ``loss``, ``live``, ``final`` (FigureWidgets),
+    ``run`` (a function that runs the race in the calling cell and returns the
+    :class:`~fot_edu.race.RaceResult`; the button calls it too) and ``result`` (a one-item list
+    that holds the last result).
+    """
+    cfg = cfg or (RaceConfig.smoke() if fast_mode() else RaceConfig())
+    loss_fig, live_fig = (go.FigureWidget(f) for f in viz.race_figures(cfg.steps, cfg.fot_d,
+                                                                        cfg.live_distractors))
+    final = go.FigureWidget(layout=dict(title="After the race: accuracy against distractors "
+                                              "(press start)", height=420))
+    start = W.Button(description="Start the race", button_style="success", icon="play",
+                     layout=W.Layout(width="220px", height="48px"))
+    status = W.HTML(f"<span style='font-size:18px'>Two copies of <b>{cfg.base}</b> will train "
+                    f"{cfg.steps} steps each: d = 1 and FoT (d = {cfg.fot_d}).</span>")
+    index = {run: i for i, run in enumerate(("d=1", "FoT"))}
+    points: dict = {run: ([], []) for run in index}
+    result: list = []
+
+    def show(event, data):
+        if event == "step":
+            xs, ys = points[data["run"]]
+            xs.append(data["step"])
+            ys.append(data["loss"])
+            if data["run"] == "FoT" and (data["step"] % redraw_every == 0 or data["step"] + 1 == cfg.steps):
+                with loss_fig.batch_update():
+                    for run, (x, y) in points.items():
+                        loss_fig.data[index[run]].x, loss_fig.data[index[run]].y = list(x), list(y)
+                status.value = (f"<span style='font-size:18px'>step {data['step'] + 1} of {cfg.steps}"
+                                f" &middot; {data['seconds']:.0f} s so far &middot; about "
+                                f"{data['eta']:.0f} s of training left</span>")
+        elif event == "live":
+            trace = live_fig.data[index[data["run"]]]
+            trace.x, trace.y = list(trace.x) + [data["step"]], list(trace.y) + [data["accuracy"]]
+        elif event == "evaluating":
+            status.value = ("<span style='font-size:18px'>training done: both runs now answer "
+                            f"with {', '.join(map(str, cfg.final_distractors))} distractor documents "
+                            "in memory...</span>")
+
+    def run() -> RaceResult:
+        start.disabled = True
+        for fig in (loss_fig, live_fig):
+            for trace in fig.data:
+                trace.x, trace.y = [], []
+        for xs, ys in points.values():
+            xs.clear(), ys.clear()
+        try:
+            res = race(cfg, device=device, threads=threads, callback=show)
+        finally:
+            start.disabled = False
+        summary = res.to_json()["models"]
+        fresh = viz.race_result_figure(res.accuracy, {r: {int(n): ci for n, ci in m["ci95"]["accuracy"].items()}
+                                                      for r, m in summary.items()}, res.r_8, res.n_tokens)
+        with final.batch_update():
+            final.data = []
+            final.add_traces(list(fresh.data))
+            final.layout = fresh.layout
+        most = max(n for n in cfg.final_distractors if n <= cfg.live_distractors)
+        status.value = (f"<span style='font-size:18px'>done in {res.seconds:.0f} s on {res.device}"
+                        f": with {most} distractors, d = 1 answers {res.accuracy['d=1'][most]:.0%}"
+                        f", FoT {res.accuracy['FoT'][most]:.0%}</span>")
+        result[:] = [res]
+        return res
+
+    start.on_click(lambda _: run())
+    wrap = W.Layout(flex_flow="row wrap")
+    widget = W.VBox([W.HBox([start, status]), W.HBox([loss_fig, live_fig], layout=wrap), final])
+    return widget, {"start": start, "status": status, "loss": loss_fig, "live": live_fig,
+                    "final": final, "run": run, "result": result}

@@ -103,9 +103,12 @@ def test_entry_key_cosine_is_a_mean_cosine(snap):
 
 def test_distraction_dial_slider_changes_the_bars(models):
     widget, h = widgets.distraction_dial(models, max_distractors=7, value=1)
-    assert len(h["mass"].data) == 2 and len(h["mass"].data[0].y) == 2
+    # per model: one own-document bar (blue) and one bar per distractor (orange)
+    assert [len(t.y) for t in h["mass"].data] == [1, 1, 1, 1]
+    assert [t.marker.color for t in h["mass"].data[:2]] == [viz.OWN_COLOR, viz.DISTRACTOR_COLOR]
+    assert h["mass"].data[0].marker.pattern.shape != h["mass"].data[2].marker.pattern.shape
     h["distractors"].value = 5
-    assert [len(t.y) for t in h["mass"].data] == [6, 6]
+    assert [len(t.y) for t in h["mass"].data] == [1, 5, 1, 5]
     assert "5 distractor" in h["mass"].layout.title.text and "own document" in h["own"].value
 
 
@@ -141,7 +144,7 @@ def test_classroom_dashboard_controls(models):
     h["d"].value = 1
     assert list(h["r_d"].data[-1].x) == [1] and h["r_d"].data[-1].y[0] == pytest.approx(1.0)
     h["distractors"].value = 5
-    assert len(h["mass"].data[0].y) == 6
+    assert len(h["mass"].data[1].y) == 5  # one bar per distractor
     title_before = h["table"].layout.title.text
     h["query"].value = h["query"].options[-1][1]
     assert h["table"].layout.title.text != title_before

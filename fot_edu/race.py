@@ -1,0 +1,194 @@
+r"""The live race: ``d = 1`` against FoT, trained side by side from one pre-trained model.
+
+Paper: Focused Transformer §3.2 (crossbatch training), §3.3 (distraction), and the LongLLaMA
+recipe: FoT as a short continued training of an existing model.
+
+Both runs start from the same shipped dictionary-lookup checkpoint (:data:`RaceConfig.base`) and
+train for the same steps on the same batches. The only difference is what their memory layer sees
+during training:
+
+* ``d = 1``: its own previous window ``C_prev`` only (the non-contrastive baseline);
+* FoT: its own ``C_prev`` and the ``C_prev`` of ``d - 1`` other documents of the batch
+  (crossbatch negatives, §3.2).
+
+The two runs advance one step each in turn, so their live curves grow together. Every
+``eval_every`` steps both are read with ``N = 15`` other documents' definitions in memory
+(a running accuracy-with-distractors figure); at the end, :func:`fot_edu.evaluate.dictionary_accuracy`
+with ``N = 0, 7, 15, 31`` and the paper's ``r_8`` (:func:`fot_edu.evaluate.distraction_curve`).
+
+``python -m fot_edu race [--json]`` runs it in a terminal; ``widgets.race_board`` in a notebook.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .checkpoint import load_checkpoint
+from .config import TrainConfig
+from .evaluate import dictionary_accuracy, distraction_curve
+from .runtime import default_device, fast_mode, one_thread
+from .train import Trainer
+
+RUNS = ("d=1", "FoT")
+
+
+@dataclass
+class RaceConfig:
+    base: str = "dict-d1"  # shipped checkpoint both runs start from
+    steps: int = 600  # optimiser steps per run
+    batch_size: int = 8  # documents per step (FoT's negatives come from these)
+    fot_d: int = 8  # FoT's crossbatch dimension: own C_prev + 7 negatives
+    lr: float = 2e-3
+    warmup_steps: int = 10
+    tau: float | None = 20.0  # memory-layer temperature both runs start from (None: the base's)
+    data_seed: int = 100  # training batches other than the base's (it was trained on seed 0)
+    eval_every: int = 50  # steps between the live accuracy-with-distractors readings
+    live_distractors: int = 15  # N of the live reading
+    live_docs: int = 8  # documents per live reading
+    final_distractors: tuple[int, ...] = (0, 7, 15, 31)
+    final_docs: int = 32  # documents per N in the final evaluation (10 values each, 2 tokens)
+
+    @classmethod
+    def smoke(cls) -> "RaceConfig":
+        """Seconds on a CPU (tests, ``FOT_EDU_FAST=1``): the same race, a few steps."""
+        return cls(steps=6, eval_every=3, live_docs=2, final_distractors=(0, 7), final_docs=2)
+
+    def train_config(self, base_cfg: TrainConfig, d: int) -> TrainConfig:
+        return base_cfg.replace(d=d, d_schedule=(), batch_size=self.batch_size, steps=self.steps,
+                                lr=self.lr, warmup_steps=self.warmup_steps, seed=self.data_seed,
+                                eval_every=self.steps, checkpoint_every=self.steps)
+
+
+@dataclass
+class RaceResult:
+    seconds: float
+    device: str
+    config: RaceConfig
+    history: dict = field(default_factory=dict)  # run -> [{"step", "loss", "d"}, ...]
+    live: dict = field(default_factory=dict)  # run -> {step: accuracy with N distractors}
+    accuracy: dict = field(default_factory=dict)  # run -> {N: accuracy}
+    r_8: dict = field(default_factory=dict)  # run -> r_8
+    n_tokens: int = 0  # value tokens scored per N in the final evaluation
+    models: dict = field(default_factory=dict)  # run -> (model, cfg), both in eval mode
+
+    def to_json(self) -> dict:
+        """``{"seconds", "device", "models": {run: {"accuracy": {N: a}, "r_8": r, "n": ...,
+        "ci95": ...}}}``: 95% Wilson intervals of the accuracies over ``n`` value tokens."""
+        models = {}
+        for run in RUNS:
+            acc = {str(n): a for n, a in self.accuracy[run].items()}
+            models[run] = {"accuracy": acc, "r_8": self.r_8[run],
+                           "n": {"accuracy": self.n_tokens},
+                           "ci95": {"accuracy": {n: wilson(a, self.n_tokens) for n, a in acc.items()}}}
+        return {"seconds": round(self.seconds, 1), "device": self.device, "models": models}
+
+
+def wilson(p: float, n: int, z: float = 1.96) -> list[float]:
+    """95% Wilson score interval of a proportion ``p`` measured on ``n`` trials."""
+    if n <= 0:
+        return [0.0, 1.0]
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    threads = torch.get_num_threads()
+    return f"cpu ({platform.machine()}, {threads} torch thread{'s' if threads > 1 else ''})"
+
+
+def start_runs(cfg: RaceConfig, device=None) -> dict:
+    """``{"d=1": Trainer, "FoT": Trainer}``, both from ``cfg.base`` (temperature set to ``cfg.tau``)."""
+    state = load_checkpoint(cfg.base)
+    if state["config"].data.task != "dictionary":
+        raise ValueError(f"base={cfg.base!r} is not a dictionary model (task "
+                         f"{state['config'].data.task!r})")
+    trainers = {}
+    for run, d in (("d=1", 1), ("FoT", cfg.fot_d)):
+        trainer = Trainer(cfg.train_config(state["config"], d), device=device,
+                          init_state=state["model"])
+        if cfg.tau is not None:
+            with torch.no_grad():
+                for block in trainer.model.blocks:
+                    if block.attn.is_memory:
+                        block.attn.log_tau.fill_(math.log(cfg.tau))
+        trainers[run] = trainer
+    return trainers
+
+
+def live_accuracy(model, cfg: TrainConfig, race: RaceConfig, device) -> float:
+    accuracy = dictionary_accuracy(model, cfg, (race.live_distractors,), batch_size=race.live_docs,
+                                   batches=1, seed=4321, device=device)["accuracy"]
+    model.train()
+    return accuracy[race.live_distractors]
+
+
+def race(cfg: RaceConfig | None = None, *, device=None, threads: int | None = None,
+         callback: Callable[[str, dict], None] | None = None) -> RaceResult:
+    """Train both runs, a step each in turn, then evaluate both with distractors in memory.
+
+    On a CPU the race runs on one torch thread unless ``threads`` says otherwise: these models
+    are so small that a second thread mostly waits (``runtime.one_thread``).
+
+    ``callback(event, data)`` sees ``("step", {"run", "step", "loss", "d", "seconds", "eta"})``
+    after every step of each run, ``("live", {"run", "step", "accuracy"})`` at every live reading
+    and ``("evaluating", {})`` / ``("done", {"result"})`` at the end.
+    """
+    cfg = cfg or (RaceConfig.smoke() if fast_mode() else RaceConfig())
+    device = default_device(device)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    with one_thread(device.type == "cpu" and threads is None):
+        return _race(cfg, device, callback or (lambda event, data: None))
+
+
+def _race(cfg: RaceConfig, device, notify) -> RaceResult:
+    t0 = time.perf_counter()
+    trainers = start_runs(cfg, device)
+    history = {run: [] for run in RUNS}
+    live = {run: {} for run in RUNS}
+    for step in range(cfg.steps):
+        for run, trainer in trainers.items():
+            row = trainer.step()
+            history[run].append({"step": row["step"], "loss": row["loss"], "d": row["d"]})
+            elapsed = time.perf_counter() - t0
+            eta = elapsed / (step + 1) * (cfg.steps - step - 1)
+            notify("step", {"run": run, "step": step, "loss": row["loss"], "d": row["d"],
+                            "seconds": elapsed, "eta": eta})
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            for run, trainer in trainers.items():
+                live[run][step + 1] = live_accuracy(trainer.model, trainer.cfg, cfg, device)
+                notify("live", {"run": run, "step": step + 1, "accuracy": live[run][step + 1]})
+    notify("evaluating", {})
+    models = {run: (trainer.result().model, trainer.cfg) for run, trainer in trainers.items()}
+    accuracy, r_8 = {}, {}
+    for run, (model, train_cfg) in models.items():
+        accuracy[run] = dictionary_accuracy(model, train_cfg, cfg.final_distractors,
+                                            batch_size=cfg.final_docs, batches=1, device=device)["accuracy"]
+        r_8[run] = distraction_curve(model, train_cfg, (8,), batches=1, device=device)[8]
+    data = next(iter(models.values()))[1].data
+    result = RaceResult(seconds=time.perf_counter() - t0, device=device_name(device), config=cfg,
+                        history=history, live=live, accuracy=accuracy, r_8=r_8,
+                        n_tokens=cfg.final_docs * data.entries_per_window * data.value_len,
+                        models=models)
+    notify("done", {"result": result})
+    return result
+
+
+def race_table(result: RaceResult) -> str:
+    """The final comparison as a terminal table."""
+    ns = list(result.config.final_distractors)
+    lines = [f"{'run':>4}  " + "  ".join(f"{f'acc N={n}':>9}" for n in ns) + "    r_8",
+             *(f"{run:>4}  " + "  ".join(f"{result.accuracy[run][n]:>9.3f}" for n in ns)
+               + f"  {result.r_8[run]:.3f}" for run in RUNS),
+             f"({result.n_tokens} value tokens per N; both runs fine-tuned {result.config.steps} steps "
+             f"from {result.config.base}; {result.seconds:.0f} s on {result.device})"]
+    return "\n".join(lines)
