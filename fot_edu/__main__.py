@@ -205,8 +205,7 @@ def _add_eval(sub) -> None:
     q.add_argument("--no-memory", action="store_true",
                    help="vanilla reading: only the last 2 windows of the prompt, no memory")
     for q in what.choices.values():
-        q.add_argument("--device", help="cpu, cuda (default: cuda if available; $FOT_EDU_DEVICE)")
-        q.add_argument("--threads", type=_positive, help="CPU threads for torch")
+        _add_device(q)
         q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_eval)
 
@@ -233,6 +232,12 @@ def _add_data(sub) -> None:
     build.set_defaults(func=cmd_data_build)
 
 
+def _add_device(p) -> None:
+    p.add_argument("--device", help="cpu, cuda (default: cuda if available; $FOT_EDU_DEVICE)")
+    p.add_argument("--threads", type=_positive, help="CPU threads for torch (1 is often fastest "
+                   "for these small models on a busy or 2-core machine)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fot_edu", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -246,10 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive, help="override the preset's number of steps")
     p.add_argument("--batch-size", type=_positive, help="override b, documents per step")
     p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="cpu, cuda (default: cuda if available; $FOT_EDU_DEVICE)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--threads", type=_positive, help="CPU threads for torch (1 is often fastest "
-                   "for tiny models on a busy or 2-core machine)")
+    _add_device(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -258,9 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="a one-minute tour: d=1 vs FoT against distractors",
                        description="The shipped d=1 and FoT dictionary models read with 0 to 31 "
                                    "distractor documents in memory.")
-    p.add_argument("--device")
-    p.add_argument("--threads", type=_positive, help="CPU threads for torch")
-    p.add_argument("--quiet", action="store_true")
+    _add_device(p)
     p.add_argument("--out", metavar="report.html", help="write a standalone HTML report of the "
                    "headline plots instead (plotly embedded, opens offline)")
     p.set_defaults(func=cmd_demo)
@@ -271,8 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "negatives; then both answer with 0-31 distractor documents "
                                    "in memory. A few minutes on a laptop CPU.")
     p.add_argument("--steps", type=_positive, help="steps per run (default 600; 6 in fast mode)")
-    p.add_argument("--device", help="cpu, cuda (default: cuda if available; $FOT_EDU_DEVICE)")
-    p.add_argument("--threads", type=_positive, help="CPU threads for torch (default 1)")
+    _add_device(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="end with one JSON line of the results")
     p.set_defaults(func=cmd_race)

@@ -174,7 +174,8 @@ def metric_vs_memory_figure(results: dict, metric: str = "accuracy", title: str 
              "perplexity": "perplexity (per byte, lower is better)",
              "r": "attention on own document (share, 0..1)",
              "precision": "retrieval precision: top-k from own document (share, 0..1)",
-             "passkey": "passkey accuracy (share of prompts answered exactly, 0..1)"}
+             "passkey": "passkey accuracy (share of prompts answered exactly, 0..1)",
+             "loss": "LM loss (nats per target token)"}
     fig = go.Figure()
     for name, curve in results.items():
         numeric = all(isinstance(x, (int, float)) for x in curve)
@@ -231,7 +232,7 @@ def timing_figure(results: dict, title: str, ytitle: str) -> go.Figure:
 def race_figures(steps: int, fot_d: int, live_distractors: int) -> tuple[go.Figure, go.Figure]:
     """Empty live figures of the race (``fot_edu.race``): training loss and accuracy with
     ``live_distractors`` documents in memory, one line per run, filled in as it trains."""
-    runs = {"d=1": "d = 1 (own C_prev only)", "FoT": f"FoT (d = {fot_d}: 7 negatives)"}
+    runs = {"d=1": "d = 1 (own C_prev only)", "FoT": f"FoT (d = {fot_d}: {fot_d - 1} negatives)"}
     loss = go.Figure([go.Scatter(x=[], y=[], mode="lines", name=label, line=dict(
         color=MODEL_COLORS[run], width=3)) for run, label in runs.items()])
     loss.add_vline(x=0, line_dash="dot", annotation_text=f"both start from d = 1 model; FoT: d = {fot_d}",

@@ -12,7 +12,6 @@ function                    shows
 ==========================  ===============================================================
 :func:`distraction_dial`    memory attention on own document vs each distractor, N slider
 :func:`key_space_explorer`  PCA of memory keys + query-key cosines, own vs distractors
-:func:`training_curves`     loss curves updated in place while ``train`` runs
 :func:`race_board`          the live race of ``d = 1`` against FoT, with a start button
 :func:`classroom_dashboard` all of it for one lecture: model, d, N, layer, head, query
 ==========================  ===============================================================
@@ -157,36 +156,6 @@ def key_space_explorer(models: dict, num_distractors: int = 7, *, k: int = 8, se
     widget = W.VBox([controls, W.HBox([query, dims_tb]), W.HBox([keys_fig, sim_fig], layout=wrap)])
     return widget, {"model": model_dd, "distractors": slider, "head": head, "query": query,
                     "dims": dims_tb, "keys": keys_fig, "similarity": sim_fig}
-
-
-def training_curves(names, *, every: int = 5, title: str = "Training loss (live)"):
-    """An empty loss plot with one line per run, and a ``train(callback=...)`` for each.
-
-    Handles: ``figure`` (FigureWidget), ``callbacks`` ``{name: callable(row)}``. Each callback
-    appends the step's loss and redraws every ``every`` steps (and on rows with ``eval_loss``).
-    """
-    fig = go.FigureWidget(layout=dict(
-        title=title, xaxis_title="training step", yaxis_title="LM loss (nats per target token)",
-        legend_title_text="run", height=380))
-    rows: dict = {}
-    for name in names:
-        fig.add_trace(go.Scatter(x=[], y=[], mode="lines", name=name,
-                                 line=dict(color=viz.MODEL_COLORS.get(name))))
-        rows[name] = {"step": [], "loss": []}
-
-    def make(name):
-        index = list(rows).index(name)
-
-        def callback(row: dict) -> None:
-            rows[name]["step"].append(row["step"])
-            rows[name]["loss"].append(row["loss"])
-            if len(rows[name]["step"]) % every == 0 or "eval_loss" in row:
-                with fig.batch_update():
-                    fig.data[index].x = list(rows[name]["step"])
-                    fig.data[index].y = list(rows[name]["loss"])
-        return callback
-
-    return fig, {"figure": fig, "callbacks": {name: make(name) for name in rows}, "rows": rows}
 
 
 def classroom_dashboard(models: dict, *, k: int = 8, seed: int = 0, max_distractors: int = 31,

@@ -129,14 +129,6 @@ def test_key_space_explorer_controls(models):
     assert h["keys"].layout.title.text.startswith("d=1")
 
 
-def test_training_curves_update_in_place(models):
-    fig, h = widgets.training_curves(["d=1", "FoT"], every=2)
-    cfg = pretrained.fallback_config("dict-fot", fast=True).replace(steps=4)
-    train(cfg, progress=False, device="cpu", callback=h["callbacks"]["FoT"])
-    assert len(fig.data[1].x) == 4 and len(fig.data[0].x) == 0
-    assert all(math.isfinite(y) for y in fig.data[1].y)
-
-
 def test_classroom_dashboard_controls(models):
     widget, h = widgets.classroom_dashboard(models, k=4, max_distractors=5, r_d_values=(1, 2, 4))
     star = h["r_d"].data[-1]
