@@ -19,6 +19,7 @@ from .datasets import corpus_summary, format_summary
 from .evaluate import (dictionary_accuracy, distraction_curve, passkey_accuracy,
                        perplexity_vs_memory, perplexity_with_distractors)
 from .race import RaceConfig, race, race_table
+from .report import tour, write_report
 from .runtime import default_device, fast_mode
 from .serve import run_lab
 from .train import train
@@ -114,8 +115,6 @@ def cmd_eval(args) -> int:
 
 def cmd_demo(args) -> int:
     """The shipped d=1 and FoT models against distractors: a terminal table, or an HTML report."""
-    from .report import tour, write_report
-
     _threads(args)
     if args.out:
         path = write_report(args.out)
@@ -271,10 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "for the same steps, one with d=1, one with FoT crossbatch "
                                    "negatives; then both answer with 0-31 distractor documents "
                                    "in memory. A few minutes on a laptop CPU.")
-    p.add_argument("--steps", type=_positive, help="steps per run (default 600; 6 in fast mode)")
     _add_device(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="end with one JSON line of the results")
+    for flag, kind, text in (("--steps", _positive, "steps per run (default 600; 6 in fast mode)"),
+                             ("--quiet", None, "no progress bar"),
+                             ("--json", None, "end with one JSON line of the results")):
+        p.add_argument(flag, help=text, **({"type": kind} if kind else {"action": "store_true"}))
     p.set_defaults(func=cmd_race)
 
     _add_data(sub)

@@ -43,29 +43,15 @@ from .tokenizer import IGNORE
 
 @dataclass(frozen=True)
 class DictionaryVocab:
-    """Token ids of the dictionary task for ``num_symbols`` symbols."""
+    """Token ids of the dictionary task: symbols ``0 .. S-1``, then the four markers."""
 
-    num_symbols: int
+    num_symbols: int  # S
 
-    @property
-    def k(self) -> int:
-        return self.num_symbols
-
-    @property
-    def v(self) -> int:
-        return self.num_symbols + 1
-
-    @property
-    def q(self) -> int:
-        return self.num_symbols + 2
-
-    @property
-    def pad(self) -> int:
-        return self.num_symbols + 3
-
-    @property
-    def size(self) -> int:
-        return self.num_symbols + 4
+    k = property(lambda self: self.num_symbols)  # "<k>": a definition follows
+    v = property(lambda self: self.num_symbols + 1)  # "<v>": the value follows
+    q = property(lambda self: self.num_symbols + 2)  # "<q>": a question follows
+    pad = property(lambda self: self.num_symbols + 3)  # "<pad>": fills a window after its entries
+    size = property(lambda self: self.num_symbols + 4)  # symbols + 4 markers
 
     def name(self, token: int) -> str:
         markers = {self.k: "<k>", self.v: "<v>", self.q: "<q>", self.pad: "<pad>"}
