@@ -114,8 +114,12 @@ def cmd_eval(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """The shipped d=1 and FoT models against distractors: a terminal table, or an HTML report."""
+    """The shipped d=1 and FoT models against distractors: a terminal table, an HTML report, or
+    (``--train``) the live race."""
     _threads(args)
+    if args.train:
+        args.steps, args.quiet, args.json = None, False, False
+        return cmd_race(args)
     if args.out:
         path = write_report(args.out)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, no network needed to open it)")
@@ -263,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(p)
     p.add_argument("--out", metavar="report.html", help="write a standalone HTML report of the "
                    "headline plots instead (plotly embedded, opens offline)")
+    p.add_argument("--train", action="store_true", help="train instead: the live race "
+                   "(same as `python -m fot_edu race`)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("race", help="train d=1 and FoT side by side, live, then compare them",

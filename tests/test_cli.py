@@ -1,5 +1,6 @@
 """The command line end to end on the tiny preset: train, then every eval with --json."""
 import json
+import re
 
 import pytest
 
@@ -70,3 +71,14 @@ def test_vanilla_dictionary_says_it_has_no_r(capsys):
                  "--batches", "1"]) == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "no memory layer" in out and "\nr\n" not in out
+
+
+@pytest.mark.slow
+def test_demo_tours_the_shipped_models_and_fot_wins_with_distractors(capsys):
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "shipped checkpoints" in out
+    rows = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in out.splitlines()
+            if re.match(r"\s*(d=1|FoT)\s+\d", line)}
+    assert rows["FoT"][2] > 0.9 > 0.5 > rows["d=1"][2]  # accuracy with 15 distractors
+    assert rows["FoT"][-1] > 2 * rows["d=1"][-1]  # r_8
