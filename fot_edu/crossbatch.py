@@ -104,3 +104,10 @@ def context_mass(weights: torch.Tensor, n_local: int, num_contexts: int) -> torc
     """
     memory = weights[..., n_local:]
     return rearrange(memory, "b h n (c m) -> b h n c m", c=num_contexts).sum(dim=-1)
+
+
+def own_context_share(weights: torch.Tensor, n_local: int, num_contexts: int) -> torch.Tensor:
+    """Per query, the share of its memory mass on the first context (the own ``C_prev``):
+    ``(b, h, n, n_local + c * m)`` -> ``(b, h, n)``. Local mass counts in neither part (r_d)."""
+    mass = context_mass(weights, n_local, num_contexts)
+    return mass[..., 0] / mass.sum(-1).clamp(min=1e-12)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
-from .crossbatch import context_mass
+from .crossbatch import own_context_share
 from .datasets import eval_documents, iter_stream_windows, pad_token, training_batch
 from .model import FoTModel
 from .streaming import generate
@@ -68,8 +68,7 @@ def distraction_ratio(model: FoTModel, tokens: torch.Tensor, d: int, *, query_ma
     n = tokens.shape[-1]
     trace = model.eval()(tokens, d=d, trace=True).traces[layer]
     n_local = trace.weights.shape[-1] - d * n  # MT traces its memory softmax alone: no local part
-    mass = context_mass(trace.weights.float(), n_local, d)  # (b, h, n, d)
-    ratio = mass[..., 0] / mass.sum(-1).clamp(min=1e-12)
+    ratio = own_context_share(trace.weights.float(), n_local, d)  # (b, h, n)
     return _mean_over(ratio, query_mask)
 
 

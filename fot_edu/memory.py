@@ -37,7 +37,24 @@ import torch.nn.functional as F
 from .faiss_search import FAISS_BACKENDS, FaissIndexes, ivf_lists
 
 BACKENDS = ("exact",) + FAISS_BACKENDS
-__all__ = ["BACKENDS", "KNNMemory", "SearchResult"]
+__all__ = ["BACKENDS", "KNNMemory", "SearchResult", "fifo_slots"]
+
+
+def fifo_slots(write_pos, n, capacity: int) -> torch.Tensor:
+    """The ring-buffer slots that a write of ``n`` items starting at slot ``write_pos`` fills.
+
+    Returns ``(n,)`` long: ``slots[t]`` is where item ``t`` goes, counting on from ``write_pos``
+    and wrapping around at ``capacity`` (the oldest items are overwritten first). With
+    ``n > capacity`` only the last ``capacity`` items are stored, starting at ``write_pos``; the
+    first ``n - capacity`` get slot ``-1`` (never written). ``write_pos`` and ``n`` may also be
+    ``(b,)`` tensors (one write per row): then ``(b, max n)``, ``-1`` past a row's own ``n``.
+    """
+    write_pos, n = torch.as_tensor(write_pos), torch.as_tensor(n)
+    t = torch.arange(int(n.max()) if n.numel() else 0, device=write_pos.device)
+    write_pos, n = write_pos[..., None], n[..., None].to(write_pos.device)
+    dropped = (n - capacity).clamp(min=0)  # the oldest items of an over-long write
+    slots = (write_pos + t - dropped) % capacity
+    return slots.masked_fill((t < dropped) | (t >= n), -1)
 
 
 class SearchResult(NamedTuple):
@@ -107,10 +124,11 @@ class KNNMemory:
             doc_ids = doc_ids[:, None].expand(b, n)
         count = mask.sum(dim=1)  # (b,)
         rank = mask.long().cumsum(dim=1) - 1  # position of each kept token in its row
-        keep = mask & (rank >= (count - self.capacity)[:, None])  # only the last `capacity`
+        slots = F.pad(fifo_slots(self.write_pos, count, self.capacity), (0, n), value=-1)
+        token_slot = slots.gather(1, rank.clamp(min=0))  # (b, n); -1: only the last `capacity`
+        keep = mask & (token_slot >= 0)
         rows, tok = keep.nonzero(as_tuple=True)
-        slot = (self.write_pos[rows] + rank[rows, tok] - (count[rows] - self.capacity).clamp(min=0))
-        slot = slot % self.capacity
+        slot = token_slot[rows, tok]
         old_sizes = self.sizes.clone()
         self.keys[rows, :, slot] = keys.detach().to(device, self.keys.dtype)[rows, :, tok]
         self.values[rows, :, slot] = values.detach().to(device, self.values.dtype)[rows, :, tok]
