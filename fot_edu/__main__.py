@@ -11,11 +11,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from . import exercises
+from .assignments import strip_solutions
 from .checkpoint import load_model
 from .config import PRESETS, preset
 from .corpora import CORPORA, DATA_DIR, LARGE_DIR
 from .corpus_build import build_corpora
 from .datasets import corpus_summary, format_summary
+from .distributed import torchrun_process
 from .evaluate import (dictionary_accuracy, distraction_curve, passkey_accuracy,
                        perplexity_vs_memory, perplexity_with_distractors)
 from .race import RaceConfig, race, race_table
@@ -48,19 +51,25 @@ def _threads(args) -> None:
 
 
 def cmd_train(args) -> int:
+    """Train a preset; under torchrun every rank runs this, rank 0 alone prints and saves."""
     cfg = preset(args.preset)
     changes = {k: v for k, v in (("steps", args.steps), ("seed", args.seed),
-                                 ("batch_size", args.batch_size)) if v is not None}
+                                 ("batch_size", args.batch_size),
+                                 ("crossbatch_scope", args.crossbatch_scope)) if v is not None}
     if changes:
         cfg = cfg.replace(**changes)
     _threads(args)
     out_dir = Path(args.out or Path("runs") / args.preset)
-    result = train(cfg, out_dir=out_dir, resume=args.resume, device=args.device,
-                   progress=not args.quiet)
+    with torchrun_process(args.device) as (ranks, device):
+        result = train(cfg, out_dir=out_dir, resume=args.resume, device=device,
+                       progress=not args.quiet, ranks=ranks)
+    if not ranks.main:
+        return 0
     last = result.history[-1]
     speed = sum(r["tokens_per_s"] for r in result.history[-50:]) / len(result.history[-50:])
-    print(f"trained {args.preset}: {len(result.history)} steps, final loss {last['loss']:.4f}, "
-          f"~{speed:,.0f} tokens/s; checkpoint: {result.checkpoint}")
+    where = f" on {ranks.world_size} ranks ({ranks.backend})" if ranks.several else ""
+    print(f"trained {args.preset}{where}: {len(result.history)} steps, final loss "
+          f"{last['loss']:.4f}, ~{speed:,.0f} tokens/s; checkpoint: {result.checkpoint}")
     return 0
 
 
@@ -171,6 +180,17 @@ def cmd_data_build(args) -> int:
     return 0
 
 
+def cmd_exercises(args) -> int:
+    if args.exercises_command == "list":
+        for name in exercises.names():
+            exercise = getattr(exercises, name)
+            print(f"{exercise.name}{exercise.signature}  (fot_edu.exercises.{name}.check(fn))")
+        return 0
+    for path in strip_solutions(args.src, args.dst):
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_lab(args) -> int:
     return run_lab(args.lab_args)
 
@@ -255,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive, help="override b, documents per step")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--crossbatch-scope", choices=("local", "global"), help="under torchrun: "
+                   "negatives from the own rank's rows (local, default) or from every rank's "
+                   "(global: as one process, d up to the global batch; costs an all-gather)")
     _add_device(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -284,6 +307,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_race)
 
     _add_data(sub)
+
+    p = sub.add_parser("exercises", help="the exercises and their checkers; student notebooks",
+                       description="Exercises (fot_edu.exercises) and student versions of "
+                                   "notebooks: `strip` replaces every ### BEGIN SOLUTION ... "
+                                   "### END SOLUTION block with raise NotImplementedError().")
+    what = p.add_subparsers(dest="exercises_command", required=True)
+    what.add_parser("list", help="the exercises, one a line")
+    strip = what.add_parser("strip", help="write student versions of notebooks")
+    strip.add_argument("src", help="a notebook or a folder of notebooks (e.g. notebooks/)")
+    strip.add_argument("dst", help="the student version: a .ipynb path or a folder")
+    p.set_defaults(func=cmd_exercises)
 
     p = sub.add_parser("lab", help="open the notebooks in JupyterLab (as root too, headless too)",
                        description="Start JupyterLab on notebooks/ (loopback only). Arguments "

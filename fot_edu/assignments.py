@@ -59,16 +59,24 @@ def to_float(x) -> float:
         raise TypeError(f"expected one number, got {type(x).__name__}") from None
 
 
+def _integral(x) -> bool:
+    """An integer answer (an int, a bool, an integer tensor), as opposed to a float one."""
+    return not x.is_floating_point() if torch.is_tensor(x) else isinstance(x, int)
+
+
 def same(a, b, atol: float = 1e-5) -> bool:
-    """Equal outputs: numbers within ``atol``; tensors of one shape, close (floats) or equal."""
+    """Equal outputs: of one kind (an int is not a float), numbers within ``atol`` (or 1e-4 of
+    their size), tensors of one shape, close (floats) or equal."""
+    if _integral(a) != _integral(b):
+        return False
     if not torch.is_tensor(a) or not torch.is_tensor(b):
         try:
-            return abs(float(a) - float(b)) <= atol
-        except (TypeError, ValueError):
+            return number_problem(float(a), float(b), atol) is None
+        except (TypeError, ValueError, RuntimeError):
             return False
     if a.shape != b.shape:
         return False
-    if a.is_floating_point() or b.is_floating_point():
+    if a.is_floating_point():
         return bool(torch.allclose(a.double(), b.double(), atol=atol, rtol=1e-4))
     return bool(torch.equal(a.long(), b.long()))
 
@@ -92,9 +100,16 @@ def tensor_problem(got: torch.Tensor, expected: torch.Tensor, atol: float = 1e-5
     return f"max abs difference {float(diff[i]):.3g} at index {tuple(int(j) for j in i)}"
 
 
+def number_problem(got: float, expected: float, atol: float = 1e-5) -> str | None:
+    """What differs between two numbers (within ``atol`` or 1e-4 of their size), or None."""
+    if got == expected or abs(got - expected) <= atol + 1e-4 * abs(expected):
+        return None
+    return f"expected {expected:.6g}, got {got:.6g}"
+
+
 def describe(args: dict) -> str:
-    """``q (2, 3, 6, 8), k=4``: the case's inputs, as the failure message names them."""
-    return ", ".join(f"{name} {tuple(v.shape)}" if torch.is_tensor(v) else f"{name}={v}"
+    """``q (2, 3, 6, 8), k=4, spec='32x'``: the case's inputs, as the failure message names them."""
+    return ", ".join(f"{name} {tuple(v.shape)}" if torch.is_tensor(v) else f"{name}={v!r}"
                      for name, v in args.items())
 
 

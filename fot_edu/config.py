@@ -14,6 +14,7 @@ MEMORY_KINDS = ("fot", "mt")  # fot: one softmax (eq. 1); mt: Memorizing Transfo
 TASKS = ("dictionary", "code", "books", "proofs", "retrieval")
 NEGATIVE_KINDS = ("neighbours", "hard")
 TRAIN_MODES = ("crossbatch", "plain")
+CROSSBATCH_SCOPES = ("local", "global")  # several processes: negatives from the own rank or all
 
 
 def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
@@ -100,7 +101,8 @@ class TrainConfig:
     d: int = 1  # crossbatch dimension: own C_prev + (d - 1) other documents' C_prev
     d_schedule: tuple[tuple[int, int], ...] = ()  # ((step, d), ...): from `step` on train with d
     negatives: str = "neighbours"  # "neighbours": rows i+1..i+d-1; "hard": most similar C_prev
-    batch_size: int = 32  # b: documents per step
+    crossbatch_scope: str = "local"  # torchrun: "global" takes negatives from every rank (d <= b)
+    batch_size: int = 32  # b: documents per step (with torchrun: all ranks together)
     steps: int = 1200
     lr: float = 2e-3
     betas: tuple[float, float] = (0.9, 0.98)
@@ -122,6 +124,8 @@ class TrainConfig:
         self.betas = tuple(self.betas)
         _check(self.mode in TRAIN_MODES, "mode", self.mode, f"one of {TRAIN_MODES}")
         _check(self.negatives in NEGATIVE_KINDS, "negatives", self.negatives, f"one of {NEGATIVE_KINDS}")
+        _check(self.crossbatch_scope in CROSSBATCH_SCOPES, "crossbatch_scope", self.crossbatch_scope,
+               f"one of {CROSSBATCH_SCOPES}")
         for name in ("batch_size", "steps", "eval_every", "eval_batches", "checkpoint_every"):
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 1, name, value, "a positive integer")

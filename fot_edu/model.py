@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -96,6 +97,8 @@ class Crossbatch:
     d: int
     negatives: str = "neighbours"  # or "hard" (fot_edu.crossbatch)
     doc_ids: torch.Tensor | None = None  # (b,) document of each row, for traces
+    gather: Callable | None = None  # N processes (fot_edu.distributed): (b, ...) -> (N*b, ...)
+    rank: int = 0  # with gather: this process holds rows rank*b .. (rank+1)*b - 1 of the N*b
 
 
 @dataclass(frozen=True)
@@ -165,8 +168,13 @@ class Attention(nn.Module):
         (q_prev, q_curr), (qs_prev, qs_curr), (k_prev, k_curr), (v_prev, v_curr) = map(
             split, (q, q_scaled, k, v))
         out_prev, _ = memory_attention(qs_prev, k_prev, v_prev, scale=1.0, need_weights=False)
-        mem_k, mem_v, rows, docs = crossbatch_memory(k_prev, v_prev, context.d, context.negatives,
-                                                     context.doc_ids)
+        gather = context.gather or (lambda t: t)  # noqa: E731  (one process: the batch is global)
+        doc_ids = None if context.doc_ids is None else gather(context.doc_ids)
+        mem_k, mem_v, rows, docs = crossbatch_memory(gather(k_prev), gather(v_prev), context.d,
+                                                     context.negatives, doc_ids)
+        if context.gather is not None:  # keep this rank's rows of the global batch
+            own = slice(context.rank * len(k_prev), (context.rank + 1) * len(k_prev))
+            mem_k, mem_v, rows, docs = mem_k[own], mem_v[own], rows[own], docs[own]
         out_curr, weights, extra = self._attend(qs_curr, k_curr, v_curr, mem_k, mem_v, None, trace)
         out = rearrange(torch.stack([out_prev, out_curr]), "w b h n dh -> (b w) h n dh")
         layer_trace = LayerTrace(q_curr, k_curr, weights, rows, docs, extra=extra) if trace else None
@@ -235,16 +243,18 @@ class FoTModel(nn.Module):
 
     def forward(self, tokens: torch.Tensor, *, d: int | None = None, negatives: str = "neighbours",
                 doc_ids=None, memories: dict[int, KNNMemory] | None = None, k: int | None = None,
-                add_to_memory: bool = True, trace: bool = False) -> ModelOutput:
+                add_to_memory: bool = True, trace: bool = False, gather=None,
+                rank: int = 0) -> ModelOutput:
         """Logits for ``tokens`` ``(b, n)`` or ``(b, w, n)``; see the module docstring for modes.
 
         ``d``: crossbatch dimension (needs ``(b, 2, n)``). ``memories``: ``{layer: KNNMemory}``
         for streaming one window (``k=None``: dense, all memory). ``doc_ids``: ``(b,)``.
+        ``gather``, ``rank``: crossbatch negatives from every process (``fot_edu.distributed``).
         """
         self._check_tokens(tokens, d, memories)
         context = None
         if d is not None:
-            context = Crossbatch(d, negatives, doc_ids)
+            context = Crossbatch(d, negatives, doc_ids, gather, rank)
         elif memories:
             context = Streaming(memories, k, add_to_memory, doc_ids)
         windows = tokens.shape[1] if tokens.dim() == 3 else None

@@ -22,6 +22,10 @@ Optimiser: AdamW with linear warm-up and cosine decay. Checkpoints every ``check
 steps (atomic, safe; ``fot_edu.checkpoint``); ``resume=True`` continues from the last one. Every
 batch is a pure function of ``(seed, step)``, and dropout is off by default, so a resumed CPU run
 follows the same loss trajectory as an uninterrupted one.
+
+Under ``torchrun`` (``ranks``, ``fot_edu.distributed``) the same loop runs in every process: each
+takes its rows of the global batch, ``DistributedDataParallel`` averages the gradients, and rank 0
+alone evaluates, logs and writes checkpoints.
 """
 from __future__ import annotations
 
@@ -36,9 +40,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import load_checkpoint, load_state_into, save_checkpoint
 from .config import TrainConfig
 from .datasets import training_batch, vocab_size
+from .distributed import Ranks
 from .model import FoTModel
 from .runtime import autocast, default_device
 from .tokenizer import IGNORE
@@ -78,13 +84,15 @@ def make_optimizer(model: FoTModel, cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
 
 
-def batch_loss(model: FoTModel, cfg: TrainConfig, batch, step: int):
-    """LM loss of one batch in the config's mode: ``(loss, logits)``."""
+def batch_loss(model: FoTModel, cfg: TrainConfig, batch, step: int, gather=None, rank: int = 0):
+    """LM loss of one batch in the config's mode: ``(loss, logits)``. ``gather``, ``rank``: this
+    batch is rank ``rank``'s rows and negatives come from every rank (``fot_edu.distributed``)."""
     tokens, targets = batch.tokens, batch.targets
     if cfg.mode == "plain":
         out = model(tokens)
     else:
-        out = model(tokens, d=cfg.d_at(step), negatives=cfg.negatives, doc_ids=batch.doc_ids)
+        out = model(tokens, d=cfg.d_at(step), negatives=cfg.negatives, doc_ids=batch.doc_ids,
+                    gather=gather, rank=rank)
     logits = out.logits.float()
     if not (targets != IGNORE).any():
         raise ValueError(f"batch has no target tokens (every target is {IGNORE})")
@@ -114,17 +122,23 @@ class Trainer:
     (``fot_edu.race``) interleaves two.
 
     ``init_state``: a state dict to start from instead of fresh weights (fine-tuning an existing
-    model, as LongLLaMA does). ``out_path`` + ``resume``: continue from that checkpoint.
+    model, as LongLLaMA does). ``out_path`` + ``resume``: continue from that checkpoint (every rank
+    reads it). ``ranks``: this process's place under torchrun; ``batch_fn`` always gives the
+    global batch, of which each rank trains on its rows.
     """
 
     def __init__(self, cfg: TrainConfig, *, device=None, batch_fn=None, eval_batch_fn=None,
                  init_state: dict | None = None, out_path: Path | None = None,
-                 resume: bool = False):
+                 resume: bool = False, ranks: Ranks | None = None):
         self.device = default_device(device)
+        self.ranks = ranks or Ranks()
+        distributed.check_split(cfg, self.ranks)
         if batch_fn is None:
             cfg = with_task_vocab(cfg)
             batch_fn = default_batch_fn(cfg, "train")
             eval_batch_fn = eval_batch_fn or default_batch_fn(cfg, "eval")
+        if not self.ranks.main:
+            eval_batch_fn = None  # rank 0 evaluates the whole held-out batches alone
         self.cfg, self.batch_fn, self.eval_batch_fn, self.out_path = cfg, batch_fn, eval_batch_fn, out_path
         torch.manual_seed(cfg.seed)
         self.model = FoTModel(cfg.model).to(self.device)
@@ -142,12 +156,31 @@ class Trainer:
             torch.set_rng_state(state["rng_cpu"])
             self.history, self.evals = state["history"], state["extra"].get("evals", [])
             self.step_index = state["step"]
-            log.info("resumed from %s at step %d", out_path, self.step_index)
+            log.info("resumed from %s at step %d (it was trained with %s)", out_path,
+                     self.step_index, state["extra"].get("distributed", "one process"))
         self.model.train()
+        distributed.check_same(self.step_index, "the step to start at", self.ranks)
+        self.parallel = distributed.data_parallel(self.model, self.ranks, self.device)
+        global_negatives = self.ranks.several and cfg.crossbatch_scope == "global"
+        self.gather = distributed.gather_rows if global_negatives else None
 
     @property
     def done(self) -> bool:
         return self.step_index >= self.cfg.steps
+
+    def backward(self, step: int):
+        """Gradients of batch ``step`` (with several ranks: averaged over them, i.e. of the whole
+        global batch); returns ``(loss over the global batch, the global batch)``."""
+        batch = self.batch_fn(step)
+        mine = distributed.rank_share(batch, self.ranks).to(self.device)
+        with autocast(self.device):
+            loss, _ = batch_loss(self.parallel, self.cfg, mine, step, self.gather, self.ranks.rank)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower lr={self.cfg.lr}")
+        weight = distributed.loss_weight(batch.targets, mine.targets, self.ranks)
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss * weight).backward()
+        return distributed.mean_over_ranks(loss.item() * weight, self.ranks), batch
 
     def step(self) -> dict:
         """One optimiser step; returns (and keeps) its history row."""
@@ -156,17 +189,11 @@ class Trainer:
         lr = lr_at(cfg, step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        batch = self.batch_fn(step).to(self.device)
-        with autocast(self.device):
-            loss, _ = batch_loss(model, cfg, batch, step)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower lr={cfg.lr}")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss, batch = self.backward(step)
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         self.optimizer.step()
         seconds = time.perf_counter() - t0
-        row = {"step": step, "loss": loss.item(), "lr": lr,
+        row = {"step": step, "loss": loss, "lr": lr,  # tokens/s: of all ranks together
                "d": cfg.d_at(step) if cfg.mode == "crossbatch" else None,
                "tokens_per_s": batch.tokens.numel() / seconds}
         last = step + 1 == cfg.steps
@@ -175,13 +202,16 @@ class Trainer:
             self.evals.append({"step": step, "eval_loss": row["eval_loss"]})
         self.history.append(row)
         self.step_index += 1
-        if self.out_path is not None and ((step + 1) % cfg.checkpoint_every == 0 or last):
+        if self.out_path is not None and self.ranks.main and ((step + 1) % cfg.checkpoint_every == 0
+                                                              or last):
             self.save()
         return row
 
     def save(self) -> None:
         save_checkpoint(self.out_path, self.model, self.cfg, optimizer=self.optimizer,
-                        step=self.step_index, history=self.history, extra={"evals": self.evals})
+                        step=self.step_index, history=self.history,
+                        extra={"evals": self.evals,
+                               "distributed": distributed.describe(self.cfg, self.ranks)})
 
     def result(self) -> TrainResult:
         self.model.eval()
@@ -191,7 +221,8 @@ class Trainer:
 def train(cfg: TrainConfig, *, out_dir=None, resume: bool = False, device=None,
           batch_fn: Callable[[int], object] | None = None,
           eval_batch_fn: Callable[[int], object] | None = None, init_state: dict | None = None,
-          progress: bool = True, callback: Callable[[dict], None] | None = None) -> TrainResult:
+          progress: bool = True, callback: Callable[[dict], None] | None = None,
+          ranks: Ranks | None = None) -> TrainResult:
     """Train a model from ``cfg``; returns the model and its loss history.
 
     Args:
@@ -201,21 +232,32 @@ def train(cfg: TrainConfig, *, out_dir=None, resume: bool = False, device=None,
         batch_fn / eval_batch_fn: ``step -> Batch``; default: the config's data task.
         init_state: start from these weights (a state dict) instead of a fresh model.
         callback: called with each step's history row (live plots in notebooks).
+        ranks: this process's place under torchrun (``fot_edu.distributed.torchrun_process``);
+            only rank 0 shows progress and writes the checkpoint.
     """
     out_path = None
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         out_path = out_dir / "checkpoint.pt"
+    ranks = ranks or Ranks()
     trainer = Trainer(cfg, device=device, batch_fn=batch_fn, eval_batch_fn=eval_batch_fn,
-                      init_state=init_state, out_path=out_path, resume=resume)
-    bar = tqdm(total=cfg.steps, initial=trainer.step_index, disable=not progress,
-               desc=f"train {cfg.mode}", dynamic_ncols=True)
-    while not trainer.done:
-        row = trainer.step()
-        bar.update(1)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", d=row["d"], tok_s=f"{row['tokens_per_s']:.0f}")
-        if callback is not None:
-            callback(row)
+                      init_state=init_state, out_path=out_path, resume=resume, ranks=ranks)
+    desc = f"train {cfg.mode}"
+    if ranks.several:
+        desc += (f" on {ranks.world_size} ranks ({ranks.backend}; b={cfg.batch_size} = "
+                 f"{ranks.world_size} x {cfg.batch_size // ranks.world_size}, crossbatch "
+                 f"{cfg.crossbatch_scope})")
+        if ranks.main:
+            log.info("%s", desc)
+    bar = tqdm(total=cfg.steps, initial=trainer.step_index, disable=not (progress and ranks.main),
+               desc=desc, dynamic_ncols=True)
+    with distributed.failures_reported(ranks, lambda: trainer.step_index):
+        while not trainer.done:
+            row = trainer.step()
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", d=row["d"], tok_s=f"{row['tokens_per_s']:.0f}")
+            if callback is not None:
+                callback(row)
     bar.close()
     return trainer.result()
