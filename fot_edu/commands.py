@@ -1,0 +1,178 @@
+"""What each command of ``python -m fot_edu`` does, given its parsed arguments (the parser is
+``fot_edu.__main__``). Each returns an exit code; a bad value raises ``ValueError``, which the
+command line prints as one line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from . import exercises
+from .assignments import strip_solutions
+from .checkpoint import load_model
+from .config import preset
+from .corpora import DATA_DIR
+from .corpus_build import build_corpora
+from .datasets import corpus_summary, format_summary
+from .distributed import torchrun_process
+from .evaluate import (dictionary_accuracy, distraction_curve, passkey_accuracy,
+                       perplexity_vs_memory, perplexity_with_distractors)
+from .race import RaceConfig, race, race_table
+from .report import tour, write_report
+from .runtime import default_device, fast_mode
+from .serve import run_lab
+from .train import train
+
+
+def set_threads(args) -> None:
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+
+
+def cmd_train(args) -> int:
+    """Train a preset; under torchrun every rank runs this, rank 0 alone prints and saves."""
+    cfg = preset(args.preset)
+    changes = {k: v for k, v in (("steps", args.steps), ("seed", args.seed),
+                                 ("batch_size", args.batch_size),
+                                 ("crossbatch_scope", args.crossbatch_scope)) if v is not None}
+    if changes:
+        cfg = cfg.replace(**changes)
+    set_threads(args)
+    out_dir = Path(args.out or Path("runs") / args.preset)
+    with torchrun_process(args.device) as (ranks, device):
+        result = train(cfg, out_dir=out_dir, resume=args.resume, device=device,
+                       progress=not args.quiet, ranks=ranks)
+    if not ranks.main:
+        return 0
+    last = result.history[-1]
+    speed = sum(r["tokens_per_s"] for r in result.history[-50:]) / len(result.history[-50:])
+    where = f" on {ranks.world_size} ranks ({ranks.backend})" if ranks.several else ""
+    print(f"trained {args.preset}{where}: {len(result.history)} steps, final loss "
+          f"{last['loss']:.4f}, ~{speed:,.0f} tokens/s; checkpoint: {result.checkpoint}")
+    return 0
+
+
+def print_result(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+        return
+    for metric, values in result.items():
+        print(metric)
+        for key, value in values.items():
+            print(f"  {key:>10}  {value:.4f}")
+
+
+def cmd_eval(args) -> int:
+    device = default_device(args.device)
+    model, cfg = load_model(args.checkpoint, device=device)
+    set_threads(args)
+    note = None
+    if args.what == "dictionary":
+        if cfg.data.task != "dictionary":
+            raise ValueError(f"checkpoint {args.checkpoint!r} was trained on task {cfg.data.task!r}, "
+                             f"not dictionary: use `eval perplexity` or `eval passkey`")
+        res = dictionary_accuracy(model, cfg, args.distractors, k=args.k, batches=args.batches,
+                                  device=device)
+        if not model.cfg.memory_layers:
+            res.pop("r")
+            note = "r (attention on the own document) is left out: this model has no memory layer"
+    elif args.what == "distraction":
+        res = {"r_d": distraction_curve(model, cfg, args.d, batches=args.batches, device=device)}
+    elif args.what == "passkey":
+        res = passkey_accuracy(model, cfg, args.lengths.split(","), trials=args.trials, k=args.k,
+                               device=device,
+                               progress=not args.json, memory=not args.no_memory)
+    else:  # perplexity
+        if cfg.data.task == "dictionary":
+            raise ValueError("perplexity is for corpus checkpoints; use `eval dictionary` here")
+        if args.memory_tokens:
+            res = {}
+            for mode in ("single", "multi"):
+                sweep = perplexity_vs_memory(model, cfg, args.memory_tokens, k=args.k, device=device,
+                                             multi_doc=mode == "multi", num_docs=args.docs,
+                                             max_tokens_per_doc=args.doc_tokens)
+                res[f"perplexity_{mode}_doc"] = sweep["perplexity"]
+        else:
+            res = perplexity_with_distractors(model, cfg, args.distractors, k=args.k,
+                                              batches=args.batches, device=device)
+    print_result({m: {str(k): v for k, v in vals.items()} for m, vals in res.items()}, args.json)
+    if note and not args.json:
+        print(f"({note})")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The shipped d=1 and FoT models against distractors: a terminal table, an HTML report, or
+    (``--train``) the live race."""
+    set_threads(args)
+    if args.train:
+        args.steps, args.quiet, args.json = None, False, False
+        return cmd_race(args)
+    if args.out:
+        path = write_report(args.out)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, no network needed to open it)")
+    else:
+        print(tour(device=default_device(args.device)))
+    return 0
+
+
+def cmd_race(args) -> int:
+    """d = 1 against FoT, fine-tuned side by side from the shipped d = 1 model, then evaluated."""
+    cfg = RaceConfig.smoke() if fast_mode() else RaceConfig()
+    if args.steps:
+        cfg = dataclasses.replace(cfg, steps=args.steps)
+    bar = tqdm(total=2 * cfg.steps, desc="race", disable=args.quiet, dynamic_ncols=True)
+    losses = {}
+
+    def show(event, data):
+        if event == "step":
+            losses[data["run"]] = data["loss"]
+            bar.update(1)
+            bar.set_postfix_str("  ".join(f"{run} loss {loss:.2f}" for run, loss in losses.items()))
+        elif event == "live":
+            bar.write(f"step {data['step']:>4}  {data['run']:>4}: accuracy with "
+                      f"{cfg.live_distractors} distractors {data['accuracy']:.2f}")
+        elif event == "evaluating":
+            bar.close()
+
+    result = race(cfg, device=args.device, threads=args.threads, callback=show)
+    bar.close()
+    if not args.json:
+        print(race_table(result))
+    print(json.dumps(result.to_json()) if args.json else "")
+    return 0
+
+
+def cmd_data_show(args) -> int:
+    summary = corpus_summary(args.corpus, large=args.large, sample_chars=args.chars)
+    print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
+    return 0
+
+
+def cmd_data_build(args) -> int:
+    if not args.large and not (args.books_source or args.proofs_source):
+        raise ValueError("nothing to do: pass --large, or --books-source/--proofs-source to "
+                         f"rebuild the committed files in {DATA_DIR}")
+    report = build_corpora(args.out, args.books_source, args.proofs_source, large=args.large)
+    for name, what in report.items():
+        print(f"{name}: {what}")
+    return 0
+
+
+def cmd_exercises(args) -> int:
+    if args.exercises_command == "list":
+        for name in exercises.names():
+            exercise = getattr(exercises, name)
+            print(f"{exercise.name}{exercise.signature}  (fot_edu.exercises.{name}.check(fn))")
+        return 0
+    for path in strip_solutions(args.src, args.dst):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_lab(args) -> int:
+    return run_lab(args.lab_args)
