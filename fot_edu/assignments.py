@@ -121,16 +121,18 @@ class Exercise:
         cases: returns the list of argument dicts (fixed seed), random cases first, edge cases after.
         reference: the library's answer for one case.
         convert: the student's output in comparable form (raises TypeError with a sentence).
-        compare: ``(got, expected, args) -> None`` when right, else what differs, in a sentence.
+        compare: ``(got, expected, args) -> None`` when right, else what differs, in a sentence
+            (default: the tensors' shapes and values, :func:`tensor_problem`).
         mistakes: known-wrong variants, tried in order on the first case that differs.
         against: what the reference is, for the success line.
         hint_text, solution_source: printed by :meth:`hint` and :meth:`solution`.
     """
 
     def __init__(self, name: str, signature: str, cases: Callable[[], list[dict]],
-                 reference: Callable, convert: Callable, compare: Callable,
-                 mistakes: list[Mistake], against: str, hint_text: str, solution_source: str):
+                 reference: Callable, convert: Callable, mistakes: list[Mistake], against: str,
+                 hint_text: str, solution_source: str, compare: Callable | None = None):
         self.name, self.signature, self.against = name, signature, against
+        compare = compare or (lambda got, expected, args: tensor_problem(got, expected))
         self.cases, self.reference, self.convert, self.compare = cases, reference, convert, compare
         self.mistakes = mistakes
         self.hint_text = textwrap.dedent(hint_text).strip()

@@ -70,7 +70,6 @@ def _output_tensor(x) -> torch.Tensor:
 memory_attention = Exercise(
     "memory_attention", "(q, k, v, mem_k, mem_v) -> out", _attention_cases,
     reference=lambda **a: _library_memory_attention(**a)[0], convert=_output_tensor,
-    compare=lambda got, expected, a: tensor_problem(got, expected),
     mistakes=[
         ("the memory is ignored: your output is plain causal attention over the local keys. "
          "Concatenate the memory logits to the local ones.",
@@ -137,7 +136,6 @@ def _mix(a: dict, gate=None, mask: str = "causal", swap: bool = False) -> torch.
 mt_attention = Exercise(
     "mt_attention", "(q, k, v, mem_k, mem_v, gate_bias) -> out", _mt_cases,
     reference=lambda **a: _library_mt_attention(**a)[0], convert=_output_tensor,
-    compare=lambda got, expected, a: tensor_problem(got, expected),
     mistakes=[
         ("one joint softmax over [local | memory] (FoT's eq. 1): the Memorizing Transformer takes "
          "two separate softmaxes, one over the local keys and one over the memory keys, and mixes "
@@ -201,7 +199,6 @@ def _per_head(a: dict) -> torch.Tensor:
 memory_logits = Exercise(
     "memory_logits", "(q, k, tau) -> logits", _logits_cases,
     reference=lambda **a: _per_head(a) * _cosines(a), convert=to_tensor,
-    compare=lambda got, expected, a: tensor_problem(got, expected),
     mistakes=[
         ("no normalisation: divide q and k by their lengths first (F.normalize(x, dim=-1)), so that "
          "a logit is tau_h times a cosine, between -tau_h and tau_h.",

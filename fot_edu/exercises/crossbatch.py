@@ -26,7 +26,6 @@ crossbatch_rows = Exercise(
     "crossbatch_rows", "(b, d) -> rows", lambda: [dict(b=b, d=d) for b, d in
                                                  [(4, 2), (6, 4), (5, 5), (3, 1), (8, 3), (1, 1)]],
     reference=lambda b, d: neighbour_rows(b, d), convert=to_tensor,
-    compare=lambda got, expected, a: tensor_problem(got, expected),
     mistakes=[
         ("no wrap-around: row i + j must be taken mod b, so the last rows continue at row 0.",
          lambda a, got: _rows(**a)),
@@ -79,7 +78,7 @@ def _keys_rows(a: dict, wrap: bool = True, **kw) -> torch.Tensor:
 crossbatch_keys = Exercise(
     "crossbatch_keys", "(prev_keys, d) -> mem_keys", _keys_cases,
     reference=lambda **a: crossbatch_memory(a["prev_keys"], a["prev_keys"], a["d"])[0],
-    convert=to_tensor, compare=lambda got, expected, a: tensor_problem(got, expected),
+    convert=to_tensor,
     mistakes=[
         ("no wrap-around: the last rows repeat row b - 1; row i + j is taken mod b, so they "
          "continue at row 0.", lambda a, got: _gather(a, _keys_rows(a, wrap=False))),

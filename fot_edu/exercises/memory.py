@@ -104,7 +104,6 @@ fifo_slots = Exercise(
         dict(write_pos=w, n=n, capacity=c) for w, n, c in
         [(0, 3, 8), (6, 5, 8), (2, 8, 8), (5, 11, 8), (7, 1, 8), (1, 9, 4), (0, 4, 4)]],
     reference=lambda **a: _library_fifo_slots(**a), convert=to_tensor,
-    compare=lambda got, expected, a: tensor_problem(got, expected),
     mistakes=[
         ("no wrap-around: slots past capacity - 1 continue at slot 0 (take them mod capacity).",
          lambda a, got: _only(a, a["write_pos"] + torch.arange(a["n"]) - max(a["n"] - a["capacity"], 0))),
