@@ -26,7 +26,6 @@ Differences from the paper: 32 symbols and keys/values of 2 tokens by default (p
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np

@@ -1,4 +1,5 @@
-"""Start a local Jupyter server for the notebooks: ``python -m fot_edu lab [JUPYTERLAB ARGS...]``.
+"""Start a local Jupyter server for the notebooks: ``python -m fot_edu lab [JUPYTERLAB ARGS...]``;
+or a Voilà server for a classroom app: ``python -m fot_edu present [dashboard|race]``.
 
 ``make lab`` runs this. It works where a plain ``jupyter lab`` does not:
 
@@ -12,8 +13,13 @@ The server listens on loopback only (``127.0.0.1``). Anything after ``lab`` is p
 last and overrides these defaults, e.g. ``python -m fot_edu lab --port 9999`` or, through
 make, ``make lab LAB_ARGS="--port 9999"`` (``--ip=0.0.0.0`` to listen on every interface).
 
+``python -m fot_edu present [dashboard|race]`` (``make present APP=...``) serves one of the
+classroom apps of ``apps/`` with Voilà instead: the notebook's outputs only, no code, large type,
+on the same loopback terms (:func:`voila_command`, :func:`run_present`).
+
 The helpers (:func:`detect_root`, :func:`detect_display`, :func:`merge_args`, :func:`run_server`)
-know nothing of JupyterLab in particular; :func:`lab_command` and :func:`run_lab` are its parts.
+know nothing of JupyterLab or Voilà in particular; :func:`lab_command` and :func:`run_lab` are
+JupyterLab's parts, :func:`voila_command` and :func:`run_present` Voilà's.
 """
 from __future__ import annotations
 
@@ -103,8 +109,9 @@ def find_notebooks() -> Path:
     return beside if beside.is_dir() else here
 
 
-def run_server(cmd: Sequence[str], description: str) -> int:
-    """Print one line (``description``), run ``cmd`` until it exits and return its exit status.
+def run_server(cmd: Sequence[str], description: str, env: Mapping[str, str] | None = None) -> int:
+    """Print one line (``description``), run ``cmd`` (in ``env``, default: this process's
+    environment) until it exits and return its exit status.
 
     Ctrl-C in a terminal reaches the whole foreground process group, the server included: this
     process then just waits for the server to shut down (a traceback here would hide the server's
@@ -112,7 +119,7 @@ def run_server(cmd: Sequence[str], description: str) -> int:
     """
     print(description, flush=True)
     try:
-        proc = subprocess.Popen(list(cmd))
+        proc = subprocess.Popen(list(cmd), env=None if env is None else dict(env))
     except OSError as err:
         print(f"could not start {cmd[0]}: {err}", file=sys.stderr)
         return 1
@@ -146,3 +153,74 @@ def run_lab(extra_args: Sequence[str] = (), *, notebook_dir: str | os.PathLike |
     return run_server(cmd, f"fot_edu: starting JupyterLab for {folder}"
                            f"{''.join(', ' + h for h in how)}; Ctrl-C stops it. "
                            f"[python -m jupyter lab {' '.join(cmd[4:])}]")
+
+
+# --- Voilà: the classroom apps (``python -m fot_edu present [dashboard|race]``) ------------------
+
+APPS = ("dashboard", "race")  # apps/<name>.ipynb
+VOILA_TEMPLATE = "classroom"  # apps/voila/templates/classroom: large type, nothing from a CDN
+
+
+def voila_command(app: str | os.PathLike, extra_args: Sequence[str] = (), *, is_root: bool,
+                  has_display: bool, port: int | None = None) -> list[str]:
+    """The Voilà command line for one app notebook: ``[python, -m, voila, app, ...]``.
+
+    Voilà runs the notebook in a fresh kernel for each visitor and shows only its outputs
+    (``--strip_sources=True``: no code cells), with the ``classroom`` template (large type for a
+    projector) and ``--theme=light``. It listens on loopback (``--Voila.ip=127.0.0.1``), on
+    ``port`` when given (Voilà's default is 8866; a busy port makes it try the next ones). No
+    browser opens without a display, nor as root (Chrome and Chromium refuse to run as root without
+    ``--no-sandbox``); the URL is then printed to open by hand. Voilà has no root check of its
+    own, so nothing like ``--allow-root`` is needed. ``extra_args`` come last and override any of
+    these (see :func:`merge_args`), e.g. ``--theme=dark`` or ``--Voila.ip=0.0.0.0``.
+    """
+    extra_args = [str(a) for a in extra_args]
+    defaults: list[tuple[list[str], tuple[str, ...]]] = [
+        ([f"--Voila.ip={LOOPBACK}"], ("--ip", "--Voila.ip")),
+        (["--strip_sources=True"], ("--strip_sources", "--VoilaConfiguration.strip_sources")),
+        ([f"--template={VOILA_TEMPLATE}"], ("--template", "--VoilaConfiguration.template")),
+        (["--theme=light"], ("--theme", "--VoilaConfiguration.theme")),
+    ]
+    if port is not None:
+        defaults.append(([f"--port={int(port)}"], ("--port", "--Voila.port")))
+    if is_root or not has_display:
+        defaults.append((["--no-browser"], ("--no-browser", "--Voila.open_browser")))
+    return [sys.executable, "-m", "voila", str(app), *merge_args(defaults, extra_args)]
+
+
+def find_apps() -> Path:
+    """``apps/`` of the current directory, else the one beside this package (a source checkout)."""
+    here = Path("apps")
+    if (here / "dashboard.ipynb").is_file():
+        return here
+    beside = Path(__file__).resolve().parent.parent / "apps"
+    return beside if beside.is_dir() else here
+
+
+def run_present(app: str = "dashboard", extra_args: Sequence[str] = (), *, port: int | None = None,
+                no_browser: bool = False) -> int:
+    """Start Voilà on ``apps/<app>.ipynb`` (``dashboard`` or ``race``; see :func:`voila_command`)
+    and return its exit status; Ctrl-C stops the server and its kernels."""
+    if app not in APPS:
+        print(f"unknown app {app!r}: choose one of {', '.join(APPS)}", file=sys.stderr)
+        return 2
+    if importlib.util.find_spec("voila") is None:
+        print("Voilà is not installed in this Python: pip install -e '.[notebooks]' "
+              "(make lab or make present does it)", file=sys.stderr)
+        return 1
+    apps = find_apps()
+    notebook = apps / f"{app}.ipynb"
+    if not notebook.is_file():
+        print(f"{notebook} is missing: run this from a source checkout of fot_edu", file=sys.stderr)
+        return 1
+    is_root, has_display = detect_root(), detect_display()
+    cmd = voila_command(notebook, [*(["--no-browser"] if no_browser else []), *extra_args],
+                        is_root=is_root, has_display=has_display, port=port)
+    # the classroom template lives in apps/voila/templates: Voilà finds templates on JUPYTER_PATH
+    env = dict(os.environ)
+    env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(apps.resolve()), env.get("JUPYTER_PATH"))
+                                          if p)
+    how = ("open the URL printed below" if "--no-browser" in cmd
+           else "a browser opens it; else open the URL printed below")
+    return run_server(cmd, f"fot_edu: presenting the {app} app with Voilà ({how}); Ctrl-C stops "
+                           f"it. [python -m voila {' '.join(cmd[3:])}]", env=env)

@@ -195,8 +195,11 @@ def retrieval_table(snap: MemorySnapshot, query: int | None = None, head: int = 
     cols = ["rank", "snippet", "document", "cosine", "weight", "asked definition"]
     fill = [[OWN_COLOR + "33" if r["document"] == "own document" else DISTRACTOR_COLOR + "33"
              for r in rows]] * len(cols)
-    # plotly renders cell text as HTML: "<k>" would vanish as an unknown tag
-    cells = [[html.escape(str(r[c])) for r in rows] for c in cols]
+    # plotly renders cell text as HTML: "<k>" would vanish as an unknown tag. Text with spaces
+    # is wrapped after plotly measures it, which fails while the page hides the figure (Voilà
+    # until its notebook has run, JupyterLab for an output drawn off screen) and leaves the cell
+    # blank; no-break spaces need no wrapping (the column widths leave room for the text)
+    cells = [[html.escape(str(r[c])).replace(" ", "\u00a0") for r in rows] for c in cols]
     table = go.Table(columnwidth=[0.6, 3, 1.6, 1, 1, 1.4],
                      header=dict(values=cols, height=30, font=dict(size=14)),
                      cells=dict(values=cells, fill_color=fill, height=28, font=dict(size=14)))

@@ -158,14 +158,29 @@ def key_space_explorer(models: dict, num_distractors: int = 7, *, k: int = 8, se
                     "dims": dims_tb, "keys": keys_fig, "similarity": sim_fig}
 
 
+def _enlarge(fig: go.Figure, size: int) -> go.Figure:
+    """Type of ``size`` px in ``fig`` (titles a little larger), for a projector; a table's rows
+    grow with their text, and the figure with its rows, so that every row stays in the frame."""
+    fig.update_layout(font_size=size, title_font_size=size + 2,
+                      height=round((fig.layout.height or 450) * size / 13))  # room for axis titles
+    for table in fig.select_traces(selector=dict(type="table")):
+        rows = len(table.cells.values[0]) if table.cells.values else 0
+        table.header.update(font_size=size, height=2 * size)
+        table.cells.update(font_size=size, height=2 * size)
+        margin = (fig.layout.margin.t or 0) + (fig.layout.margin.b or 0)
+        fig.layout.height = margin + 2 * size * (rows + 1) + 40
+    return fig
+
+
 def classroom_dashboard(models: dict, *, k: int = 8, seed: int = 0, max_distractors: int = 31,
-                        r_d_values=(1, 2, 4, 8, 16)):
+                        r_d_values=(1, 2, 4, 8, 16), font_size: int | None = None):
     """One dashboard for a lecture: model, d, N distractors, layer, head and a query picker.
 
     Shows the key space, the query-key cosines, the attention mass per document, the retrieval
-    table of the query, and r_d against d (§3.3) with the chosen d marked. Handles: ``model``,
-    ``d``, ``distractors``, ``layer``, ``head``, ``query`` and the FigureWidgets ``keys``,
-    ``similarity``, ``mass``, ``table``, ``r_d``.
+    table of the query, and r_d against d (§3.3) with the chosen d marked. ``font_size`` (px):
+    larger type in every figure, for a projector (``apps/dashboard.ipynb`` uses 16). Handles:
+    ``model``, ``d``, ``distractors``, ``layer``, ``head``, ``query`` and the FigureWidgets
+    ``keys``, ``similarity``, ``mass``, ``table``, ``r_d``.
     """
     models = _memory_models(models)
     snaps = _Snapshots(models, k=k, seed=seed)
@@ -179,7 +194,7 @@ def classroom_dashboard(models: dict, *, k: int = 8, seed: int = 0, max_distract
     head = W.IntSlider(value=0, min=0, max=models[names[0]][0].cfg.n_heads - 1, description="head",
                        continuous_update=False)
     query = W.Dropdown(description="query")
-    figs = {name: go.FigureWidget() for name in ("keys", "similarity", "mass", "table", "r_d")}
+    figs: dict = {}  # name -> FigureWidget, made by the first redraw
     r_d_cache: dict = {}
     busy = {"on": False}
 
@@ -213,6 +228,13 @@ def classroom_dashboard(models: dict, *, k: int = 8, seed: int = 0, max_distract
                                    marker=dict(size=16, color=viz.QUERY_COLOR, symbol="star")))
         parts["r_d"] = r_fig
         for name, fresh in parts.items():
+            if font_size:
+                _enlarge(fresh, font_size)
+            if name not in figs:
+                # the first view is built from the widget's initial state (plotly sends later
+                # edits as messages, which Voilà's page, connecting after the run, never sees)
+                figs[name] = go.FigureWidget(fresh)
+                continue
             with figs[name].batch_update():
                 figs[name].data = []
                 figs[name].add_traces(list(fresh.data))

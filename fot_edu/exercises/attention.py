@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from ..assignments import Exercise, randn, tensor_problem, to_tensor
+from ..assignments import Exercise, randn, to_tensor
 from ..attention import memory_attention as _library_memory_attention
 from ..attention import mt_attention as _library_mt_attention
 

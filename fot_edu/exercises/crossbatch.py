@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
-from ..assignments import Exercise, number_problem, randn, tensor_problem, to_float, to_tensor
+from ..assignments import Exercise, number_problem, randn, to_float, to_tensor
 from ..crossbatch import crossbatch_memory, neighbour_rows, own_context_share
 
 __all__ = ["crossbatch_rows", "crossbatch_keys", "distraction_ratio"]
