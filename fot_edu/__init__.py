@@ -6,10 +6,16 @@ Modules, in the order the imports flow (each imports only from those above it):
 * ``attention`` (eq. 1 and MT's gate), ``memory`` (kNN store, exact top-k) with ``faiss_search``
   (faiss backends), ``crossbatch`` (§3.2): the paper's mechanisms, on tensors.
 * ``model``: the decoder whose memory layers use them; ``streaming``: long inputs window by window.
-* ``dictionary``, ``passkey``, ``corpora``, ``corpus_build``, ``datasets``: dictionary lookup, passkey, corpora, batches.
-* ``checkpoint``, ``train``, ``evaluate``: atomic checkpoints, the training loop, r_d and metrics.
-* ``pretrained``: the shipped checkpoints, or a short training run when one is missing.
+* ``dictionary``, ``passkey``, ``corpora``, ``corpus_build``, ``datasets``: the two tasks, the
+  corpora and how they are built, batches and streams.
+* ``checkpoint``, ``train``, ``evaluate``: atomic checkpoints, the training loop, r_d and metrics;
+  ``distributed``: what changes with several processes (torchrun).
+* ``pretrained``: the shipped checkpoints, or a short training run when one is missing;
+  ``race``: ``d = 1`` and FoT fine-tuned side by side, then evaluated.
 * ``probes``: measurements behind the figures; ``viz`` draws them, ``widgets`` makes them
   interactive, ``report`` writes the HTML report and the terminal tour.
-* ``serve`` starts JupyterLab; ``__main__`` is the command line (``python -m fot_edu --help``).
+* ``exercises`` (a package: one exercise per mechanism, with checkers) and ``assignments``
+  (checking machinery, student versions of notebooks).
+* ``serve`` starts JupyterLab and the Voilà apps; ``__main__`` parses the command line
+  (``python -m fot_edu --help``) and ``commands`` carries it out.
 """
