@@ -19,8 +19,8 @@ from .corpora import DATA_DIR
 from .corpus_build import build_corpora
 from .datasets import corpus_summary, format_summary
 from .distributed import torchrun_process
-from .evaluate import (dictionary_accuracy, distraction_curve, passkey_accuracy,
-                       perplexity_vs_memory, perplexity_with_distractors)
+from .evaluate import dictionary_accuracy, distraction_summary, perplexity_with_distractors
+from .long_context import passkey_accuracy, perplexity_vs_memory
 from .race import RaceConfig, race, race_table
 from .report import tour, write_report
 from .runtime import default_device, fast_mode
@@ -57,13 +57,20 @@ def cmd_train(args) -> int:
 
 
 def print_result(result: dict, as_json: bool) -> None:
+    """JSON on one line, or a table: each figure with its 95% interval and sample size."""
     if as_json:
         print(json.dumps(result))
         return
+    n, ci95 = result.get("n", {}), result.get("ci95", {})
     for metric, values in result.items():
+        if metric in ("n", "ci95"):
+            continue
         print(metric)
         for key, value in values.items():
-            print(f"  {key:>10}  {value:.4f}")
+            low, high = ci95.get(metric, {}).get(key, (None, None))
+            interval = f"  [{low:.4f}, {high:.4f}]" if low is not None else ""
+            count = f"  n={n[metric][key]}" if key in n.get(metric, {}) else ""
+            print(f"  {key:>10}  {value:.4f}{interval}{count}")
 
 
 def cmd_eval(args) -> int:
@@ -78,10 +85,9 @@ def cmd_eval(args) -> int:
         res = dictionary_accuracy(model, cfg, args.distractors, k=args.k, batches=args.batches,
                                   device=device)
         if not model.cfg.memory_layers:
-            res.pop("r")
             note = "r (attention on the own document) is left out: this model has no memory layer"
     elif args.what == "distraction":
-        res = {"r_d": distraction_curve(model, cfg, args.d, batches=args.batches, device=device)}
+        res = distraction_summary(model, cfg, args.d, batches=args.batches, device=device)
     elif args.what == "passkey":
         res = passkey_accuracy(model, cfg, args.lengths.split(","), trials=args.trials, k=args.k,
                                device=device,
@@ -95,14 +101,29 @@ def cmd_eval(args) -> int:
                 sweep = perplexity_vs_memory(model, cfg, args.memory_tokens, k=args.k, device=device,
                                              multi_doc=mode == "multi", num_docs=args.docs,
                                              max_tokens_per_doc=args.doc_tokens)
-                res[f"perplexity_{mode}_doc"] = sweep["perplexity"]
+                key = f"perplexity_{mode}_doc"
+                res[key] = sweep["perplexity"]
+                for part in ("n", "ci95"):
+                    res.setdefault(part, {})[key] = sweep[part]["perplexity"]
         else:
             res = perplexity_with_distractors(model, cfg, args.distractors, k=args.k,
                                               batches=args.batches, device=device)
-    print_result({m: {str(k): v for k, v in vals.items()} for m, vals in res.items()}, args.json)
+    print_result(_str_keys(res), args.json)
     if note and not args.json:
         print(f"({note})")
     return 0
+
+
+def _str_keys(result: dict) -> dict:
+    """JSON keys are strings: ``{metric: {N: value}}`` -> ``{metric: {"N": value}}``, and the same
+    one level down in ``n`` and ``ci95`` (``{part: {metric: {N: ...}}}``)."""
+    out = {}
+    for part, values in result.items():
+        if part in ("n", "ci95"):
+            out[part] = {metric: {str(k): v for k, v in inner.items()} for metric, inner in values.items()}
+        else:
+            out[part] = {str(k): v for k, v in values.items()}
+    return out
 
 
 def cmd_demo(args) -> int:

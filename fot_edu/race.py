@@ -32,6 +32,7 @@ from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .evaluate import dictionary_accuracy, distraction_curve
 from .runtime import default_device, fast_mode, one_thread
+from .stats import wilson
 from .train import Trainer
 
 RUNS = ("d=1", "FoT")
@@ -86,16 +87,6 @@ class RaceResult:
                            "n": {"accuracy": self.n_tokens},
                            "ci95": {"accuracy": {n: wilson(a, self.n_tokens) for n, a in acc.items()}}}
         return {"seconds": round(self.seconds, 1), "device": self.device, "models": models}
-
-
-def wilson(p: float, n: int, z: float = 1.96) -> list[float]:
-    """95% Wilson score interval of a proportion ``p`` measured on ``n`` trials."""
-    if n <= 0:
-        return [0.0, 1.0]
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
 
 
 def device_name(device: torch.device) -> str:

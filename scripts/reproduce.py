@@ -17,8 +17,8 @@ import torch
 
 from fot_edu.checkpoint import CHECKPOINT_DIR, export_weights, load_model
 from fot_edu.config import preset
-from fot_edu.evaluate import (dictionary_accuracy, distraction_curve, passkey_accuracy,
-                              perplexity_with_distractors)
+from fot_edu.evaluate import dictionary_accuracy, distraction_curve, perplexity_with_distractors
+from fot_edu.long_context import passkey_accuracy
 from fot_edu.train import train
 
 PRESETS = ["dict-fot", "dict-d1", "dict-vanilla", "dict-mt",

@@ -5,6 +5,7 @@ import re
 import pytest
 
 from fot_edu.__main__ import main
+from test_experiments import assert_intervals
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +24,11 @@ def run_json(capsys, argv):
 def test_eval_dictionary_json_shape(tiny_checkpoint, capsys):
     res = run_json(capsys, ["eval", "dictionary", "--checkpoint", str(tiny_checkpoint),
                             "--distractors", "0,1,3", "--batches", "1"])
-    assert set(res) == {"accuracy", "r"}
+    assert set(res) == {"accuracy", "r", "n", "ci95"}
     assert list(res["accuracy"]) == ["0", "1", "3"] and list(res["r"]) == ["1", "3"]
-    assert all(0.0 <= v <= 1.0 for part in res.values() for v in part.values())
+    assert all(0.0 <= v <= 1.0 for part in ("accuracy", "r") for v in res[part].values())
+    assert_intervals(res)
+    assert res["n"]["accuracy"]["0"] == 32 * 4  # 32 documents, 4 value tokens each (tiny-fot)
 
 
 def test_eval_distraction_json_shape(tiny_checkpoint, capsys):
@@ -33,6 +36,7 @@ def test_eval_distraction_json_shape(tiny_checkpoint, capsys):
                             "--d", "2,4", "--batches", "1"])
     assert list(res["r_d"]) == ["2", "4"]
     assert all(0.0 < v <= 1.0 for v in res["r_d"].values())
+    assert_intervals(res)
 
 
 def test_unknown_preset_and_checkpoint_are_named(capsys):

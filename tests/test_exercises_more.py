@@ -13,7 +13,7 @@ from einops import rearrange
 from fot_edu import exercises as ex
 from fot_edu.attention import mt_attention as library_mt_attention
 from fot_edu.crossbatch import crossbatch_memory
-from fot_edu.evaluate import parse_length as library_parse_length
+from fot_edu.long_context import parse_length as library_parse_length
 from fot_edu.passkey import score_passkey as library_score_passkey
 
 ALL = ["memory_attention", "mt_attention", "memory_logits", "knn_search", "fifo_slots",

@@ -8,8 +8,8 @@ import pytest
 
 from fot_edu.__main__ import main
 from fot_edu.checkpoint import CHECKPOINT_DIR, load_model
-from fot_edu.evaluate import (dictionary_accuracy, parse_length, passkey_accuracy,
-                              perplexity_with_distractors)
+from fot_edu.evaluate import dictionary_accuracy, perplexity_with_distractors
+from fot_edu.long_context import parse_length, passkey_accuracy
 
 
 @pytest.fixture(scope="module")
@@ -25,18 +25,32 @@ def run_json(capsys, argv):
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
+def assert_intervals(res):
+    """Every figure has, at the same level, its sample size and a 95% interval around it."""
+    figures = {k: v for k, v in res.items() if k not in ("n", "ci95")}
+    assert set(res["n"]) == set(res["ci95"]) == set(figures)
+    for metric, values in figures.items():
+        assert list(res["n"][metric]) == list(res["ci95"][metric]) == list(values)
+        for key, value in values.items():
+            low, high = res["ci95"][metric][key]
+            assert res["n"][metric][key] >= 1 and low <= value + 1e-9 and value <= high + 1e-9
+
+
 def test_eval_perplexity_json_shape(code_checkpoint, capsys):
     res = run_json(capsys, ["eval", "perplexity", "--checkpoint", code_checkpoint,
                             "--distractors", "0,3", "--batches", "1"])
-    assert list(res) == ["perplexity"] and list(res["perplexity"]) == ["no_memory", "0", "3"]
+    assert list(res) == ["perplexity", "n", "ci95"]
+    assert list(res["perplexity"]) == ["no_memory", "0", "3"]
     assert all(1.0 < v < 1000.0 for v in res["perplexity"].values())
+    assert_intervals(res)
 
 
 def test_eval_perplexity_memory_sweep_json_shape(code_checkpoint, capsys):
     res = run_json(capsys, ["eval", "perplexity", "--checkpoint", code_checkpoint,
                             "--memory-tokens", "0,64", "--docs", "2", "--doc-tokens", "256"])
-    assert set(res) == {"perplexity_single_doc", "perplexity_multi_doc"}
+    assert set(res) == {"perplexity_single_doc", "perplexity_multi_doc", "n", "ci95"}
     assert list(res["perplexity_single_doc"]) == ["0", "64"]
+    assert_intervals(res)
 
 
 def test_eval_passkey_json_shape(code_checkpoint, capsys):
@@ -44,6 +58,7 @@ def test_eval_passkey_json_shape(code_checkpoint, capsys):
                             "--lengths", "300,10x", "--trials", "1"])
     assert list(res["accuracy"]) == ["300", "10x"]
     assert all(v in (0.0, 1.0) for v in res["accuracy"].values())
+    assert_intervals(res)
     res = run_json(capsys, ["eval", "passkey", "--checkpoint", code_checkpoint,
                             "--lengths", "10x", "--trials", "1", "--no-memory"])
     assert list(res["accuracy"]) == ["10x"]

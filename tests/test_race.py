@@ -6,7 +6,8 @@ import torch
 
 from fot_edu import widgets
 from fot_edu.__main__ import main
-from fot_edu.race import RUNS, RaceConfig, race, start_runs, wilson
+from fot_edu.race import RUNS, RaceConfig, race, start_runs
+from fot_edu.stats import wilson
 
 
 def test_both_runs_start_from_the_same_base_and_differ_only_in_d():

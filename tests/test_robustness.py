@@ -24,7 +24,7 @@ from fot_edu.config import DataConfig, ModelConfig, TrainConfig, preset
 from fot_edu.corpora import load_corpus, read_jsonl
 from fot_edu.crossbatch import crossbatch_memory, neighbour_rows
 from fot_edu.datasets import training_batch
-from fot_edu.evaluate import passkey_accuracy
+from fot_edu.long_context import passkey_accuracy
 from fot_edu.memory import KNNMemory
 from fot_edu.model import FoTModel
 from fot_edu.streaming import generate, stream_logits

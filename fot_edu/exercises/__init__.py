@@ -36,7 +36,7 @@ exercise                    what you write                              checked 
 ``distraction_ratio``       r_d from attention weights (§3.3)           ``crossbatch.own_context_share``
 ``crossbatch_keys``         the memory keys each row sees (§3.2)        ``crossbatch.crossbatch_memory``
 ``perplexity``              exp of the mean loss over kept targets      ``F.cross_entropy`` (ignore_index)
-``parse_length``            "4096" or "32x" as a number of tokens       ``evaluate.parse_length``
+``parse_length``            "4096" or "32x" as a number of tokens       ``long_context.parse_length``
 ``score_passkey``           is the first number the passkey?            ``passkey.score_passkey``
 ==========================  ==========================================  =========================
 """

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..assignments import Exercise, number_problem, randn, to_float
-from ..evaluate import parse_length as _library_parse_length
+from ..long_context import parse_length as _library_parse_length
 from ..passkey import score_passkey as _library_score_passkey
 from ..tokenizer import IGNORE
 
@@ -179,7 +179,7 @@ parse_length = Exercise(
         ("the multiple taken as a number of tokens: '32x' means 32 training contexts, "
          "32 * 2 * window tokens.", lambda a, got: _length(a, context=1)),
     ],
-    against="fot_edu.evaluate.parse_length",
+    against="fot_edu.long_context.parse_length",
     hint_text="""
         Two forms: a plain count ("4096" -> int("4096")), or a multiple of the training context
         ending in x ("32x", "1.5x"). The training context is 2 * window tokens (C_prev and

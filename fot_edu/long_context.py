@@ -1,0 +1,127 @@
+r"""Reading inputs far longer than the training window: perplexity as memory grows, and passkey.
+
+Paper: Focused Transformer §4.1 and §5.1 (perplexity against memory size, Fig. 5/6), Fig. 1
+(passkey retrieval far beyond the training context).
+
+Both stream a long input window by window (``fot_edu.streaming``): each window's memory queries
+search the kNN memory, then its keys join it. :func:`perplexity_vs_memory` measures held-out
+documents with a memory of 0, 1k, 4k, ... tokens (cleared at each new document, or kept:
+multi-document); :func:`passkey_accuracy` hides a number in filler text and asks for it at the
+end. Every figure comes with its sample size and a 95% interval (``fot_edu.stats``).
+"""
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from .config import TrainConfig
+from .datasets import eval_documents, iter_stream_windows, pad_token
+from .evaluate import nll_rows, perplexities
+from .model import FoTModel
+from .passkey import filler_chars_for_tokens, passkey_prompt, score_passkey
+from .stats import wilson
+from .streaming import generate
+from .tokenizer import decode, encode_tensor
+
+
+@torch.no_grad()
+def perplexity_vs_memory(model: FoTModel, cfg: TrainConfig, memory_tokens=(0, 256, 1024, 4096), *,
+                         multi_doc: bool = False, num_docs: int = 8, batch_size: int = 4,
+                         max_tokens_per_doc: int = 4096, k: int | None = None,
+                         device="cpu") -> dict:
+    """Perplexity of long held-out documents streamed window by window, against memory size.
+
+    ``memory_tokens`` = capacity of the FIFO memory (0: no memory). Single-document mode
+    (``multi_doc=False``) clears a row's memory when its document ends; multi-document mode
+    keeps it, so earlier documents stay in memory as distractors. ``n`` counts the windows read.
+    """
+    model = model.to(device).eval()
+    docs = eval_documents(cfg.data, "eval", count=num_docs)
+    rows = {}
+    for capacity in memory_tokens:
+        memories = model.new_memories(batch_size, capacity) if capacity and model.cfg.memory_layers else {}
+        rows[capacity] = []
+        for step in iter_stream_windows(docs, batch_size, cfg.data.window, pad_token(cfg.data),
+                                        max_tokens_per_doc=max_tokens_per_doc):
+            if not multi_doc and step.new_doc.any():
+                for memory in memories.values():
+                    memory.clear(step.new_doc)
+            tokens, targets = step.tokens.to(device), step.targets.to(device)
+            logits = model(tokens, memories=memories, k=k, doc_ids=step.doc_ids.to(device)).logits
+            rows[capacity].append(nll_rows(logits, targets))
+    return perplexities(rows)
+
+
+def parse_length(spec: str, window: int) -> int:
+    """``"4096"`` -> 4096 tokens; ``"32x"`` -> 32 times the training context (``2 * window``:
+    C_prev + C_curr, what the model saw at once in training)."""
+    text = str(spec).strip()
+    try:
+        tokens = int(float(text[:-1]) * 2 * window) if text.endswith("x") else int(text)
+    except ValueError:
+        tokens = None
+    if tokens is None or tokens < 1:
+        raise ValueError(f"length={spec!r} is not allowed: a token count like 4096 or a multiple "
+                         f"of the training context like 32x")
+    return tokens
+
+
+@torch.no_grad()
+def passkey_answers(model: FoTModel, cfg: TrainConfig, prompts, *, k: int | None = None,
+                    memory: bool = True, device="cpu", progress: bool = False,
+                    desc: str = "passkey") -> list[dict]:
+    """Greedy answers to ``prompts`` ``[(text, key), ...]`` (any wording: build your own with
+    :func:`fot_edu.passkey.passkey_prompt`): ``[{"key", "generated", "correct"}, ...]``.
+
+    With ``memory`` the prompt before its last window goes into memory (top-``k``, or dense with
+    ``k=None``) and the model answers from there. ``memory=False``: the vanilla reading, the
+    model sees only the last ``2 n`` tokens of the prompt (its training context, C_prev + C_curr)
+    in one window.
+    """
+    if cfg.model.vocab_size != 256:
+        raise ValueError(f"passkey needs a byte-level model (vocab_size 256), this checkpoint has "
+                         f"vocab_size={cfg.model.vocab_size} (task {cfg.data.task!r})")
+    model = model.to(device).eval()
+    answers = []
+    for text, key in tqdm(prompts, desc=desc, disable=not progress):
+        tokens = encode_tensor(text)[None].to(device)
+        if memory:
+            new = generate(model, tokens, max_new_tokens=8, window=cfg.data.window, k=k)
+        else:  # one window, no store: 8 new tokens still fit in the training context
+            context = 2 * cfg.data.window
+            new = generate(model, tokens[:, -(context - 8):], max_new_tokens=8, window=context)
+        generated = decode(new[0])
+        answers.append({"key": key, "generated": generated, "correct": score_passkey(generated, key)})
+    return answers
+
+
+def passkey_accuracy(model: FoTModel, cfg: TrainConfig, lengths=("1x", "4x", "16x", "32x"), *,
+                     trials: int = 10, k: int | None = None, seed: int = 0, device="cpu",
+                     progress: bool = False, examples: list | None = None,
+                     memory: bool = True) -> dict:
+    """Passkey retrieval (Fig. 1) with the exact evaluation template: greedy decoding after the
+    prompt has been streamed into memory; correct when the generated number equals the key.
+    ``trials`` prompts per length (seeds ``seed .. seed + trials - 1``); ``examples``: a list that
+    receives ``{"length", "key", "generated", "correct"}`` for every trial; ``memory``: see
+    :func:`passkey_answers`."""
+    if not (isinstance(trials, int) and trials >= 1):
+        raise ValueError(f"trials={trials!r} is not allowed: a positive integer")
+    # every length checked before the first prompt is read (a bad one fails at once)
+    fillers = {}
+    for spec in lengths:
+        tokens = parse_length(spec, cfg.data.window)
+        try:
+            fillers[str(spec)] = filler_chars_for_tokens(tokens)
+        except ValueError as err:
+            raise ValueError(f"length={spec!r} ({tokens} tokens) is too short: {err}") from None
+    result, ci95 = {}, {}
+    for spec, filler_chars in fillers.items():
+        prompts = [passkey_prompt(filler_chars, seed=seed + t) for t in range(trials)]
+        answers = passkey_answers(model, cfg, prompts, k=k, memory=memory, device=device,
+                                  progress=progress, desc=f"passkey {spec}")
+        result[spec] = sum(a["correct"] for a in answers) / trials
+        ci95[spec] = wilson(result[spec], trials)
+        if examples is not None:
+            examples.extend({"length": spec, **a} for a in answers)
+    return {"accuracy": result, "n": {"accuracy": {spec: trials for spec in result}},
+            "ci95": {"accuracy": ci95}}
