@@ -213,9 +213,9 @@ def dictionary_eval_batch(cfg: DataConfig, batch_size: int, num_distractors: int
         else:
             keys = _draw_keys((N + 1) * E, cfg, rng, f"num_distractors={N} (own + distractors)")
         values = rng.integers(0, cfg.num_symbols, size=(len(keys), cfg.value_len))
-        if redefine:  # another value than the own document's, in at least one token
+        if redefine:  # another value than the own document's, in every token
             shift = rng.integers(1, cfg.num_symbols, size=(len(keys) - E, 1))
-            values[E:] = (np.tile(values[:E], (N, 1)) + shift * np.eye(1, cfg.value_len, dtype=int)) % cfg.num_symbols
+            values[E:] = (np.tile(values[:E], (N, 1)) + shift) % cfg.num_symbols
         defs = [(vocab.k, keys[i], values[i]) for i in range(E)]
         asks = [(vocab.q, keys[i], values[i]) for i in rng.permutation(E)]
         own.append(np.stack([_window(defs, cfg), _window(asks, cfg)]))
