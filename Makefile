@@ -16,7 +16,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 LAB_ARGS ?=
 STAMP := $(VENV)/.installed
-NOTEBOOKS := $(wildcard notebooks/*.ipynb)
+NOTEBOOKS := $(wildcard notebooks/*.ipynb apps/*.ipynb)
 
 .PHONY: lab test reproduce venv clean
 
@@ -31,6 +31,14 @@ $(STAMP): pyproject.toml
 
 lab: $(STAMP)
 	$(PY) -m fot_edu lab $(LAB_ARGS)
+
+# a classroom app in Voilà, no code shown: APP=dashboard (default) or APP=race, e.g.
+#   make present APP=race PRESENT_ARGS="--port 9999"
+APP ?= dashboard
+PRESENT_ARGS ?=
+.PHONY: present
+present: $(STAMP)
+	$(PY) -m fot_edu present $(APP) $(PRESENT_ARGS)
 
 test: $(STAMP)
 	FOT_EDU_FAST=1 $(PY) -m pytest -q tests $(if $(NOTEBOOKS),--nbmake $(NOTEBOOKS))

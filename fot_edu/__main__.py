@@ -1,4 +1,4 @@
-"""The command line's parser: ``python -m fot_edu {train,eval,race,demo,data,exercises,lab} --help``
+"""The command line's parser: ``python -m fot_edu {train,eval,race,demo,data,exercises,lab,present} --help``
 (what each command does: ``fot_edu.commands``)."""
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from . import commands
 from .config import PRESETS
 from .corpora import CORPORA, LARGE_DIR
+from .serve import APPS
 
 
 def _ints(text: str) -> list[int]:
@@ -152,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     strip.add_argument("dst", help="the student version: a .ipynb path or a folder")
     p.set_defaults(func=commands.cmd_exercises)
 
+    p = sub.add_parser("present", help="the classroom apps (Voila): dashboard or the live race",
+                       description="Serve a classroom app on loopback with Voila: outputs and "
+                                   "widgets only, no code. Other options go to Voila.")
+    p.add_argument("app", nargs="?", default="dashboard", choices=APPS, help="default dashboard")
+    p.add_argument("--port", type=_positive, help="default: Voila's 8866, or the next free one")
+    p.add_argument("--no-browser", action="store_true", help="only print the URL")
+    p.set_defaults(func=commands.cmd_present)  # unknown options: main() hands them to Voila
+
     p = sub.add_parser("lab", help="open the notebooks in JupyterLab (as root too, headless too)",
                        description="Start JupyterLab on notebooks/ (loopback only). Arguments "
                                    "after `lab` go to JupyterLab, e.g. `lab --port 9999`.")
@@ -164,6 +173,8 @@ def main(argv=None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if args.command == "lab":
         args.lab_args = unknown
+    elif args.command == "present":
+        args.voila_args = unknown
     elif unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

@@ -24,7 +24,7 @@ from .long_context import passkey_accuracy, perplexity_vs_memory
 from .race import RaceConfig, race, race_table
 from .report import tour, write_report
 from .runtime import default_device, fast_mode
-from .serve import run_lab
+from .serve import run_lab, run_present
 from .train import train
 
 
@@ -193,6 +193,10 @@ def cmd_exercises(args) -> int:
     for path in strip_solutions(args.src, args.dst):
         print(f"wrote {path}")
     return 0
+
+
+def cmd_present(args) -> int:
+    return run_present(args.app, args.voila_args, port=args.port, no_browser=args.no_browser)
 
 
 def cmd_lab(args) -> int:

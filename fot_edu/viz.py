@@ -22,8 +22,6 @@ for distractors, :data:`LOCAL_COLOR` for the local window, :data:`MODEL_COLORS` 
 """
 from __future__ import annotations
 
-import html
-
 import plotly.graph_objects as go
 import torch
 
@@ -187,6 +185,13 @@ def metric_vs_memory_figure(results: dict, metric: str = "accuracy", title: str 
                              height=420)
 
 
+# plotly reads table cells as HTML ("<k>" would vanish as a tag) and lays out cells with markup,
+# entities or spaces only after measuring their text, which fails while the page hides the figure
+# (Voilà until its notebook has run; JupyterLab for an output drawn off screen): such cells stay
+# blank or misplaced. Look-alike brackets and no-break spaces make plain text that needs neither.
+_PLAIN_CELL = str.maketrans({"<": "\u2039", ">": "\u203a", "&": "+", " ": "\u00a0"})
+
+
 def retrieval_table(snap: MemorySnapshot, query: int | None = None, head: int = 0) -> go.Figure:
     """A table of what the query retrieved: snippet, document, cosine, attention weight, and
     whether the key belongs to the definition the query asks about."""
@@ -195,11 +200,7 @@ def retrieval_table(snap: MemorySnapshot, query: int | None = None, head: int = 
     cols = ["rank", "snippet", "document", "cosine", "weight", "asked definition"]
     fill = [[OWN_COLOR + "33" if r["document"] == "own document" else DISTRACTOR_COLOR + "33"
              for r in rows]] * len(cols)
-    # plotly renders cell text as HTML: "<k>" would vanish as an unknown tag. Text with spaces
-    # is wrapped after plotly measures it, which fails while the page hides the figure (Voilà
-    # until its notebook has run, JupyterLab for an output drawn off screen) and leaves the cell
-    # blank; no-break spaces need no wrapping (the column widths leave room for the text)
-    cells = [[html.escape(str(r[c])).replace(" ", "\u00a0") for r in rows] for c in cols]
+    cells = [[str(r[c]).translate(_PLAIN_CELL) for r in rows] for c in cols]
     table = go.Table(columnwidth=[0.6, 3, 1.6, 1, 1, 1.4],
                      header=dict(values=cols, height=30, font=dict(size=14)),
                      cells=dict(values=cells, fill_color=fill, height=28, font=dict(size=14)))
@@ -266,8 +267,8 @@ def race_result_figure(accuracy: dict, ci95: dict, r_8: dict, n: int, title: str
                                  line=dict(color=MODEL_COLORS.get(run), width=3), marker=dict(size=10),
                                  error_y=dict(type="data", symmetric=False, array=high, arrayminus=low)))
     return fig.update_layout(
-        title=title or f"After the race: accuracy as distractors fill the memory ({n} value tokens "
-                       "per point, 95% intervals)",
+        title=title or (f"After the race: accuracy as distractors fill the memory<br><sub>{n} value "
+                         "tokens per point, 95% intervals</sub>"),
         xaxis_title="distractor documents in memory (N)", yaxis_title="value-token accuracy (0..1)",
         yaxis_range=[0, 1.02], legend_title_text="run (r_8: attention on own C_prev, d = 8)",
         height=420, font=dict(size=15))

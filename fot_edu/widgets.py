@@ -165,10 +165,13 @@ def _enlarge(fig: go.Figure, size: int) -> go.Figure:
                       height=round((fig.layout.height or 450) * size / 13))  # room for axis titles
     for table in fig.select_traces(selector=dict(type="table")):
         rows = len(table.cells.values[0]) if table.cells.values else 0
-        table.header.update(font_size=size, height=2 * size)
+        # no-break spaces: a header that must wrap stays blank when drawn hidden (see viz)
+        table.header.update(font_size=size, height=2 * size,
+                            values=[str(v).replace(" ", "\u00a0") for v in table.header.values])
         table.cells.update(font_size=size, height=2 * size)
         margin = (fig.layout.margin.t or 0) + (fig.layout.margin.b or 0)
-        fig.layout.height = margin + 2 * size * (rows + 1) + 40
+        # a set width: a table drawn while the page is hidden (Voilà) is never resized to its box
+        fig.update_layout(height=margin + 2 * size * (rows + 1) + 40, width=fig.layout.width or 1200)
     return fig
 
 

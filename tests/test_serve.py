@@ -179,3 +179,78 @@ def test_make_lab_headless_prints_a_working_url(tmp_path):
     assert ("--allow-root" in first) == serve.detect_root(), first
     assert "Traceback" not in out, out[-3000:]
     assert returncode in (0, 130), (returncode, out[-3000:])
+
+
+# --- python -m fot_edu present: the classroom apps under Voilà ---------------------------------
+
+@pytest.mark.parametrize("is_root", [False, True])
+@pytest.mark.parametrize("has_display", [False, True])
+def test_voila_command(is_root, has_display):
+    cmd = serve.voila_command("apps/race.ipynb", is_root=is_root, has_display=has_display, port=9000)
+    assert cmd[:4] == [sys.executable, "-m", "voila", "apps/race.ipynb"]
+    assert {"--Voila.ip=127.0.0.1", "--strip_sources=True", "--port=9000",
+            "--template=classroom", "--theme=light"} <= set(cmd)
+    assert ("--no-browser" in cmd) == (is_root or not has_display)
+    assert "--allow-root" not in cmd  # Voilà has no such option (and no root check)
+
+
+@pytest.mark.parametrize("extra, gone", [
+    (["--Voila.ip=0.0.0.0"], "--Voila.ip=127.0.0.1"),
+    (["--port", "7777"], "--port=9000"),
+    (["--theme=dark"], "--theme=light"),
+    (["--VoilaConfiguration.strip_sources=False"], "--strip_sources=True"),
+    (["--Voila.open_browser=True"], "--no-browser"),
+])
+def test_voila_command_extra_args_override_defaults(extra, gone):
+    cmd = serve.voila_command("apps/race.ipynb", extra, is_root=False, has_display=False, port=9000)
+    assert cmd[-len(extra):] == extra and gone not in cmd[4:-len(extra)], cmd
+
+
+def test_run_present_refuses_an_unknown_app(capsys):
+    assert serve.run_present("slides") == 2
+    assert "dashboard, race" in capsys.readouterr().err
+
+
+def test_apps_are_clean_notebooks_that_import_fot_edu():
+    for app in serve.APPS:
+        book = json.loads((REPO / "apps" / f"{app}.ipynb").read_text())
+        assert book["metadata"]["kernelspec"]["name"] == "python3" and "widgets" not in book["metadata"]
+        code = [c for c in book["cells"] if c["cell_type"] == "code"]
+        assert all(not c.get("outputs") and c.get("execution_count") is None for c in code)
+        assert "from fot_edu import" in "".join("".join(c["source"]) for c in code)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups and SIGINT are POSIX")
+def test_present_prints_its_url_and_stops_on_ctrl_c(tmp_path):
+    """``run_present`` as a user starts it: Voilà prints a loopback URL that answers, with the
+    classroom template, and Ctrl-C (SIGINT to the process group) stops it cleanly."""
+    pytest.importorskip("voila")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.update({f"JUPYTER_{d.upper()}_DIR": str(tmp_path / d) for d in ("config", "data", "runtime")},
+               PYTHONUNBUFFERED="1")
+    log_path = tmp_path / "present.log"
+    # TODO(lead): [sys.executable, "-m", "fot_edu", "present", "race", "--port", str(port)] once wired
+    code = f"import sys; from fot_edu.serve import run_present; sys.exit(run_present('race', port={port}))"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 90
+        while url not in log_path.read_text(errors="replace"):
+            if proc.poll() is not None:
+                pytest.fail(f"the server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {url} printed within 90 s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        # a static file of the app's page: answers without running the notebook
+        with urllib.request.urlopen(f"{url}voila/static/voila.js", timeout=30) as r:
+            assert r.status == 200
+    finally:
+        returncode = _stop(proc)
+    out = log_path.read_text(errors="replace")
+    first = out.splitlines()[0]
+    assert first.startswith("fot_edu: presenting the race app") and "--no-browser" in first, first
+    assert "Traceback" not in out and returncode in (0, 130), (returncode, out[-3000:])
