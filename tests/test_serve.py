@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from servers import free_port, stop
 from fot_edu import serve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,28 +104,6 @@ def test_run_server_returns_the_exit_status(capsys):
     assert capsys.readouterr().out == "running a thing\n"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> int:
-    """Ctrl-C as a terminal sends it (SIGINT to the process group), then SIGTERM, then SIGKILL."""
-    for sig, wait_s in ((signal.SIGINT, 45), (signal.SIGTERM, 15), (signal.SIGKILL, 10)):
-        if proc.poll() is not None:
-            break
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=wait_s)
-        except subprocess.TimeoutExpired:
-            pass
-    return proc.wait(timeout=5)
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="process groups and SIGINT are POSIX")
 def test_make_lab_headless_prints_a_working_url(tmp_path):
@@ -134,7 +111,7 @@ def test_make_lab_headless_prints_a_working_url(tmp_path):
     JupyterLab starts, prints a loopback URL with its generated token, that URL answers, and
     Ctrl-C (SIGINT to the process group) stops it without a traceback."""
     pytest.importorskip("jupyterlab")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     # the server's files (cookie secret, server info, config) in tmp_path, not in ~/.jupyter
     env.update({f"JUPYTER_{d.upper()}_DIR": str(tmp_path / d) for d in ("config", "data", "runtime")},
@@ -172,7 +149,7 @@ def test_make_lab_headless_prints_a_working_url(tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab?token={token}", timeout=10) as r:
             assert r.status == 200
     finally:
-        returncode = _stop(proc)
+        returncode = stop(proc, first_wait_s=45)
     out = log_path.read_text(errors="replace")
     first = out.splitlines()[0]
     assert first.startswith("fot_edu: starting JupyterLab") and "--no-browser" in first, first
@@ -226,7 +203,7 @@ def test_present_prints_its_url_and_stops_on_ctrl_c(tmp_path):
     """``run_present`` as a user starts it: Voilà prints a loopback URL that answers, with the
     classroom template, and Ctrl-C (SIGINT to the process group) stops it cleanly."""
     pytest.importorskip("voila")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     env.update({f"JUPYTER_{d.upper()}_DIR": str(tmp_path / d) for d in ("config", "data", "runtime")},
                PYTHONUNBUFFERED="1")
@@ -249,7 +226,7 @@ def test_present_prints_its_url_and_stops_on_ctrl_c(tmp_path):
         with urllib.request.urlopen(f"{url}voila/static/voila.js", timeout=30) as r:
             assert r.status == 200
     finally:
-        returncode = _stop(proc)
+        returncode = stop(proc, first_wait_s=45)
     out = log_path.read_text(errors="replace")
     first = out.splitlines()[0]
     assert first.startswith("fot_edu: presenting the race app") and "--no-browser" in first, first

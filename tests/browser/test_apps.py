@@ -19,14 +19,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from servers import free_port, stop
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -64,35 +63,13 @@ def present_command(app: str, port: int) -> list[str]:
     return [sys.executable, "-m", "fot_edu", "present", app, "--no-browser", "--port", str(port)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> int:
-    """Ctrl-C as a terminal sends it (SIGINT to the process group), then SIGTERM, then SIGKILL."""
-    for sig, wait_s in ((signal.SIGINT, 30), (signal.SIGTERM, 15), (signal.SIGKILL, 10)):
-        if proc.poll() is not None:
-            break
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=wait_s)
-        except subprocess.TimeoutExpired:
-            pass
-    return proc.wait(timeout=5)
-
-
 @pytest.fixture
 def present(chromium, tmp_path, request):
     """``start(app) -> url``: the app served by the README's command; stopped at the end."""
     procs = []
 
     def start(app: str) -> str:
-        port = _free_port()
+        port = free_port()
         env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
         env.update({f"JUPYTER_{d.upper()}_DIR": str(tmp_path / d) for d in ("config", "data", "runtime")},
                    IPYTHONDIR=str(tmp_path / "ipython"), PYTHONUNBUFFERED="1",
@@ -117,7 +94,7 @@ def present(chromium, tmp_path, request):
 
     yield start
     for proc, log_path in procs:
-        returncode = _stop(proc)
+        returncode = stop(proc)
         out = log_path.read_text(errors="replace")
         assert returncode in (0, 130), (returncode, out[-3000:])
         assert "Traceback" not in out, out[-3000:]
