@@ -97,7 +97,11 @@ def present(chromium, tmp_path, request):
         returncode = stop(proc)
         out = log_path.read_text(errors="replace")
         assert returncode in (0, 130), (returncode, out[-3000:])
-        assert "Traceback" not in out, out[-3000:]
+        # the page closes before the server stops; Voilà (tornado) may then log that it wrote to
+        # the closed websocket: harmless, and not ours. Any other traceback fails the test.
+        errors = [part for part in out.split("Traceback")[1:]
+                  if "WebSocketClosedError" not in part and "StreamClosedError" not in part]
+        assert not errors, out[-3000:]
 
 
 @pytest.fixture
