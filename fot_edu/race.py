@@ -3,13 +3,27 @@ r"""The live race: ``d = 1`` against FoT, trained side by side from one pre-trai
 Paper: Focused Transformer §3.2 (crossbatch training), §3.3 (distraction), and the LongLLaMA
 recipe: FoT as a short continued training of an existing model.
 
-Both runs start from the same shipped dictionary-lookup checkpoint (:data:`RaceConfig.base`) and
-train for the same steps on the same batches. The only difference is what their memory layer sees
-during training:
+**The starting point** (:func:`starting_point`): the shipped dictionary-lookup model
+:data:`RaceConfig.base` (``dict-fot``), with the temperature of its memory layer reset to
+:data:`RaceConfig.tau` (3.5; trained, it is 15-18 per head). The memory logits are ``tau * cos(q, k)``, so
+at ``tau = 3.5`` the memory softmax is blurred: with only its own document in memory the model
+still answers, but with other documents' definitions beside its own, their many keys share the
+attention (the distraction issue, §3.3). Both runs start from these weights.
+
+**The race**: both runs train for the same steps, on the same batches, with the same optimiser.
+The only difference is what their memory layer sees during training:
 
 * ``d = 1``: its own previous window ``C_prev`` only (the non-contrastive baseline);
 * FoT: its own ``C_prev`` and the ``C_prev`` of ``d - 1`` other documents of the batch
   (crossbatch negatives, §3.2).
+
+Which training teaches the model to focus again? A temperature moves slowly under Adam (its log
+moves at most about ``lr`` a step), so neither run can just sharpen its softmax back in a few
+hundred steps; FoT's negatives also push its keys and queries to tell entries apart.
+
+Why not start from ``dict-d1``: trained with ``d = 1`` from scratch, it learned a shortcut that
+works only with its own document in memory and needs more than a lesson to unlearn (the record
+``docs/records/race-cpu-from-dict-d1.json`` holds that race).
 
 The two runs advance one step each in turn, so their live curves grow together. Every
 ``eval_every`` steps both are read with ``N = 15`` other documents' definitions in memory
@@ -28,9 +42,10 @@ from typing import Callable
 
 import torch
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, load_state_into
 from .config import TrainConfig
 from .evaluate import dictionary_accuracy, distraction_curve
+from .model import FoTModel
 from .runtime import default_device, fast_mode, one_thread
 from .stats import wilson
 from .train import Trainer
@@ -40,13 +55,13 @@ RUNS = ("d=1", "FoT")
 
 @dataclass
 class RaceConfig:
-    base: str = "dict-d1"  # shipped checkpoint both runs start from
+    base: str = "dict-fot"  # shipped checkpoint both runs start from
     steps: int = 600  # optimiser steps per run
     batch_size: int = 8  # documents per step (FoT's negatives come from these)
     fot_d: int = 8  # FoT's crossbatch dimension: own C_prev + 7 negatives
     lr: float = 2e-3
     warmup_steps: int = 10
-    tau: float | None = 20.0  # memory-layer temperature both runs start from (None: the base's)
+    tau: float | None = 3.5  # memory-layer temperature both runs start from (None: the base's)
     data_seed: int = 100  # training batches other than the base's (it was trained on seed 0)
     eval_every: int = 50  # steps between the live accuracy-with-distractors readings
     live_distractors: int = 15  # N of the live reading
@@ -96,23 +111,35 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.machine()}, {threads} torch thread{'s' if threads > 1 else ''})"
 
 
-def start_runs(cfg: RaceConfig, device=None) -> dict:
-    """``{"d=1": Trainer, "FoT": Trainer}``, both from ``cfg.base`` (temperature set to ``cfg.tau``)."""
+def starting_point(cfg: RaceConfig) -> tuple[dict, TrainConfig]:
+    """``(weights, config)`` both runs start from: ``cfg.base``, memory temperature ``cfg.tau``."""
     state = load_checkpoint(cfg.base)
     if state["config"].data.task != "dictionary":
         raise ValueError(f"base={cfg.base!r} is not a dictionary model (task "
                          f"{state['config'].data.task!r})")
-    trainers = {}
-    for run, d in (("d=1", 1), ("FoT", cfg.fot_d)):
-        trainer = Trainer(cfg.train_config(state["config"], d), device=device,
-                          init_state=state["model"])
-        if cfg.tau is not None:
-            with torch.no_grad():
-                for block in trainer.model.blocks:
-                    if block.attn.is_memory:
-                        block.attn.log_tau.fill_(math.log(cfg.tau))
-        trainers[run] = trainer
-    return trainers
+    weights = dict(state["model"])
+    if cfg.tau is not None:
+        if not (isinstance(cfg.tau, (int, float)) and cfg.tau > 0):
+            raise ValueError(f"tau={cfg.tau!r} is not allowed: a positive temperature or None")
+        for name, value in weights.items():
+            if name.endswith("attn.log_tau"):
+                weights[name] = torch.full_like(value, math.log(cfg.tau))
+    return weights, state["config"]
+
+
+def start_model(cfg: RaceConfig, device=None) -> tuple[FoTModel, TrainConfig]:
+    """The model both runs start from, in eval mode (to look at before the race)."""
+    weights, base_cfg = starting_point(cfg)
+    model = FoTModel(base_cfg.model)
+    load_state_into(model, weights)
+    return model.to(device or "cpu").eval(), base_cfg
+
+
+def start_runs(cfg: RaceConfig, device=None) -> dict:
+    """``{"d=1": Trainer, "FoT": Trainer}``, both from :func:`starting_point`."""
+    weights, base_cfg = starting_point(cfg)
+    return {run: Trainer(cfg.train_config(base_cfg, d), device=device, init_state=weights)
+            for run, d in (("d=1", 1), ("FoT", cfg.fot_d))}
 
 
 def live_accuracy(model, cfg: TrainConfig, race: RaceConfig, device) -> float:
@@ -177,9 +204,10 @@ def _race(cfg: RaceConfig, device, notify) -> RaceResult:
 def race_table(result: RaceResult) -> str:
     """The final comparison as a terminal table."""
     ns = list(result.config.final_distractors)
+    tau = "" if result.config.tau is None else f" with memory temperature {result.config.tau:g}"
     lines = [f"{'run':>4}  " + "  ".join(f"{f'acc N={n}':>9}" for n in ns) + "    r_8",
              *(f"{run:>4}  " + "  ".join(f"{result.accuracy[run][n]:>9.3f}" for n in ns)
                + f"  {result.r_8[run]:.3f}" for run in RUNS),
              f"({result.n_tokens} value tokens per N; both runs fine-tuned {result.config.steps} steps "
-             f"from {result.config.base}; {result.seconds:.0f} s on {result.device})"]
+             f"from {result.config.base}{tau}; {result.seconds:.0f} s on {result.device})"]
     return "\n".join(lines)

@@ -6,7 +6,10 @@ import torch
 
 from fot_edu import widgets
 from fot_edu.__main__ import main
-from fot_edu.race import RUNS, RaceConfig, race, start_runs
+import pytest
+
+from fot_edu.checkpoint import load_checkpoint
+from fot_edu.race import RUNS, RaceConfig, race, start_model, start_runs, starting_point
 from fot_edu.stats import wilson
 
 
@@ -20,6 +23,21 @@ def test_both_runs_start_from_the_same_base_and_differ_only_in_d():
     assert d1.cfg.replace(d=cfg.fot_d) == fot.cfg  # nothing else differs
     layer = d1.model.cfg.memory_layers[0]
     assert torch.allclose(d1.model.blocks[layer].attn.log_tau.exp(), torch.tensor(cfg.tau))
+
+
+def test_the_starting_point_is_the_base_with_only_its_memory_temperature_reset():
+    cfg = RaceConfig.smoke()
+    weights, base_cfg = starting_point(cfg)
+    base = load_checkpoint(cfg.base)["model"]
+    changed = {name for name in base if not torch.equal(base[name], weights[name])}
+    assert changed == {"blocks.1.attn.log_tau"}
+    assert torch.allclose(weights["blocks.1.attn.log_tau"].exp(), torch.tensor(cfg.tau))
+    model, _ = start_model(cfg)
+    assert torch.equal(model.blocks[1].attn.log_tau, weights["blocks.1.attn.log_tau"])
+    same, _ = starting_point(RaceConfig(tau=None))
+    assert all(torch.equal(base[name], same[name]) for name in base)
+    with pytest.raises(ValueError, match="tau=0"):
+        starting_point(RaceConfig(tau=0))
 
 
 def test_smoke_race_trains_both_runs_and_evaluates_them():
