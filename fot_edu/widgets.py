@@ -272,8 +272,9 @@ def race_board(cfg: RaceConfig | None = None, *, device=None, threads: int | Non
                                               "(press start)", height=420))
     start = W.Button(description="Start the race", button_style="success", icon="play",
                      layout=W.Layout(width="220px", height="48px"))
-    status = W.HTML(f"<span style='font-size:18px'>Two copies of <b>{cfg.base}</b> will train "
-                    f"{cfg.steps} steps each: d = 1 and FoT (d = {cfg.fot_d}).</span>")
+    blurred = "" if cfg.tau is None else f" (memory temperature reset to {cfg.tau:g})"
+    status = W.HTML(f"<span style='font-size:18px'>Two copies of <b>{cfg.base}</b>{blurred} will "
+                    f"train {cfg.steps} steps each: d = 1 and FoT (d = {cfg.fot_d}).</span>")
     index = {run: i for i, run in enumerate(("d=1", "FoT"))}
     points: dict = {run: ([], []) for run in index}
     result: list = []
