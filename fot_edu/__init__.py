@@ -5,7 +5,8 @@ Modules, in the order the imports flow (each imports only from those above it):
 * ``config``, ``runtime``, ``tokenizer``: typed configs and presets; device and fast mode; bytes.
 * ``attention`` (eq. 1 and MT's gate), ``memory`` (kNN store, exact top-k) with ``faiss_search``
   (faiss backends), ``crossbatch`` (§3.2): the paper's mechanisms, on tensors.
-* ``model``: the decoder whose memory layers use them; ``streaming``: long inputs window by window.
+* ``model``: the decoder whose memory layers use them; ``streaming``: long inputs window by window;
+  ``longllama``: a vanilla model's layers made memory layers (the LongLLaMA recipe).
 * ``dictionary``, ``passkey``, ``corpora``, ``corpus_build``, ``datasets``: the two tasks, the
   corpora and how they are built, batches and streams.
 * ``stats``: sample sizes and 95% intervals for every reported figure.

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MEMORY_KINDS = ("fot", "mt")  # fot: one softmax (eq. 1); mt: Memorizing Transformer gate
+MEMORY_POSITIONS = ("none", "rope")  # memory layers: position-free (unit q, k, temperature) or
+# LongLLaMA's (RoPE kept in the window, memory keys as if at position 0, plain dot products)
 TASKS = ("dictionary", "code", "books", "proofs", "retrieval")
 NEGATIVE_KINDS = ("neighbours", "hard")
 TRAIN_MODES = ("crossbatch", "plain")
@@ -31,6 +33,7 @@ class ModelConfig:
     d_ff: int = 512  # feed-forward width, 4 x d_model as usual
     memory_layers: tuple[int, ...] | None = None  # None: one layer at ~2/3 depth; (): vanilla
     memory_kind: str = "fot"  # "fot" (single softmax) or "mt" (gated separate memory attention)
+    memory_position: str = "none"  # "none" or "rope" (LongLLaMA): see fot_edu.model
     max_window: int = 1024  # longest local window (RoPE table size); memory has no such limit
     tau_init: float = 10.0  # initial per-head temperature of the normalised q.k logits
     rope_base: float = 10000.0
@@ -45,6 +48,11 @@ class ModelConfig:
         _check(self.d_model % self.n_heads == 0, "d_model", self.d_model,
                f"a multiple of n_heads={self.n_heads}")
         _check(self.memory_kind in MEMORY_KINDS, "memory_kind", self.memory_kind, f"one of {MEMORY_KINDS}")
+        _check(self.memory_position in MEMORY_POSITIONS, "memory_position", self.memory_position,
+               f"one of {MEMORY_POSITIONS}")
+        _check(self.memory_position == "none" or self.memory_kind == "fot", "memory_position",
+               self.memory_position, f"'none' with memory_kind={self.memory_kind!r} (RoPE-kept "
+               "memory layers are FoT's single softmax, as in LongLLaMA)")
         if self.memory_layers is None:
             self.memory_layers = (max(0, round(2 * self.n_layers / 3) - 1),)
         bad = [i for i in self.memory_layers if not (isinstance(i, int) and 0 <= i < self.n_layers)]

@@ -34,9 +34,14 @@ The forward turns these arguments into one small memory context, :class:`Crossba
 A ``memory_kind="mt"`` model replaces eq. 1 by the Memorizing Transformer's gated pair of
 softmaxes (``fot_edu.attention.mt_attention``) and detaches its memory.
 
-Differences from LongLLaMA: LongLLaMA (3B, fine-tuned from OpenLLaMA) keeps RoPE in its memory
-layers and encodes every memory key as if it sat at position 0; its memory layers are 6, 12, 18 of
-26. Small models from scratch do well without positions in memory layers, as here.
+LongLLaMA's memory layers (``ModelConfig.memory_position="rope"``): LongLLaMA (3B, fine-tuned
+from OpenLLaMA; memory layers 6, 12, 18 of 26) keeps RoPE in its memory layers. The window's own
+queries and keys are rotated by their positions as in any layer; memory keys (and crossbatch
+``C_prev`` keys) are stored unrotated, i.e. encoded as if they sat at position 0; logits are plain
+dot products times ``dh ** -0.5``, with no normalisation and no temperature. Such a layer has no
+parameters of its own, so it computes exactly what the pre-trained layer computed until memory is
+added: the LongLLaMA recipe (``fot_edu.longllama``). Small models trained from scratch do well
+without positions in memory layers (``"none"``, the default).
 """
 from __future__ import annotations
 
@@ -121,19 +126,24 @@ class Attention(nn.Module):
         self.is_memory = index in cfg.memory_layers
         self.to_qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.to_out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
-        if self.is_memory:
+        self.rope_kept = self.is_memory and cfg.memory_position == "rope"
+        if self.is_memory and not self.rope_kept:
             self.log_tau = nn.Parameter(torch.full((cfg.n_heads,), math.log(cfg.tau_init)))
-            if cfg.memory_kind == "mt":
-                self.gate_bias = nn.Parameter(torch.zeros(cfg.n_heads))  # g = sigmoid(0) = 0.5
-        else:
+        if self.is_memory and cfg.memory_kind == "mt":
+            self.gate_bias = nn.Parameter(torch.zeros(cfg.n_heads))  # g = sigmoid(0) = 0.5
+        if not self.is_memory or self.rope_kept:
             self.rope = RotaryEmbedding(cfg.head_dim, cfg.max_window, cfg.rope_base)
 
     def qkv(self, x):
-        """``(q, k, v)``, each ``(b, h, n, dh)``; a memory layer's ``q`` and ``k`` are unit vectors."""
+        """``(q, k, v)``, each ``(b, h, n, dh)``, with ``k`` as memory stores it: a position-free
+        memory layer's ``q`` and ``k`` are unit vectors; a RoPE-kept one's ``q`` is rotated by its
+        position and ``k`` is not (position 0)."""
         q, k, v = rearrange(self.to_qkv(x), "b n (three h dh) -> three b h n dh", three=3,
                             h=self.cfg.n_heads)
         if not self.is_memory:
             return self.rope(q), self.rope(k), v
+        if self.rope_kept:
+            return self.rope(q), k, v
         # autocast runs normalize in fp32; back to the projections' dtype (bf16 on a GPU)
         return F.normalize(q, dim=-1).to(v.dtype), F.normalize(k, dim=-1).to(v.dtype), v
 
@@ -142,13 +152,16 @@ class Attention(nn.Module):
         if not self.is_memory:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
             return self.to_out(rearrange(out, "b h n dh -> b n (h dh)")), None
-        q_scaled = q * self.log_tau.exp().view(1, -1, 1, 1).to(q.dtype)
-        if isinstance(context, Crossbatch):
-            out, layer_trace = self._crossbatch(q, q_scaled, k, v, context, trace)
-        elif isinstance(context, Streaming) and self.index in context.memories:
-            out, layer_trace = self._streaming(q, q_scaled, k, v, context, trace)
+        if self.rope_kept:  # the window's keys at their positions; memory keeps k at position 0
+            q_scaled, k_local = q * self.cfg.head_dim ** -0.5, self.rope(k)
         else:
-            out, weights = memory_attention(q_scaled, k, v, scale=1.0, need_weights=trace)
+            q_scaled, k_local = q * self.log_tau.exp().view(1, -1, 1, 1).to(q.dtype), k
+        if isinstance(context, Crossbatch):
+            out, layer_trace = self._crossbatch(q, q_scaled, k_local, k, v, context, trace)
+        elif isinstance(context, Streaming) and self.index in context.memories:
+            out, layer_trace = self._streaming(q, q_scaled, k_local, k, v, context, trace)
+        else:
+            out, weights = memory_attention(q_scaled, k_local, v, scale=1.0, need_weights=trace)
             layer_trace = LayerTrace(q, k, weights) if trace else None
         return self.to_out(rearrange(out, "b h n dh -> b n (h dh)")), layer_trace
 
@@ -163,15 +176,16 @@ class Attention(nn.Module):
                                         need_weights=trace)
         return out, weights, {}
 
-    def _crossbatch(self, q, q_scaled, k, v, context: Crossbatch, trace):
+    def _crossbatch(self, q, q_scaled, k, k_mem, v, context: Crossbatch, trace):
+        """``k``: keys as the window attends them; ``k_mem``: as memory stores them."""
         split = lambda t: rearrange(t, "(b w) h n dh -> w b h n dh", w=2)  # noqa: E731
         (q_prev, q_curr), (qs_prev, qs_curr), (k_prev, k_curr), (v_prev, v_curr) = map(
             split, (q, q_scaled, k, v))
         out_prev, _ = memory_attention(qs_prev, k_prev, v_prev, scale=1.0, need_weights=False)
         gather = context.gather or (lambda t: t)  # noqa: E731  (one process: the batch is global)
         doc_ids = None if context.doc_ids is None else gather(context.doc_ids)
-        mem_k, mem_v, rows, docs = crossbatch_memory(gather(k_prev), gather(v_prev), context.d,
-                                                     context.negatives, doc_ids)
+        mem_k, mem_v, rows, docs = crossbatch_memory(gather(split(k_mem)[0]), gather(v_prev),
+                                                     context.d, context.negatives, doc_ids)
         if context.gather is not None:  # keep this rank's rows of the global batch
             own = slice(context.rank * len(k_prev), (context.rank + 1) * len(k_prev))
             mem_k, mem_v, rows, docs = mem_k[own], mem_v[own], rows[own], docs[own]
@@ -180,7 +194,7 @@ class Attention(nn.Module):
         layer_trace = LayerTrace(q_curr, k_curr, weights, rows, docs, extra=extra) if trace else None
         return out, layer_trace
 
-    def _streaming(self, q, q_scaled, k, v, context: Streaming, trace):
+    def _streaming(self, q, q_scaled, k, k_mem, v, context: Streaming, trace):
         memory = context.memories[self.index]
         if context.k is None:  # dense: every stored item, shared by the row's queries
             mem_k, mem_v, mem_mask = memory.all_items()
@@ -192,7 +206,7 @@ class Attention(nn.Module):
         out, weights, extra = self._attend(q_scaled, k, v, mem_k, mem_v, mem_mask, trace)
         layer_trace = LayerTrace(q, k, weights, memory_docs=mem_docs.clone(), extra=extra) if trace else None
         if context.add:
-            memory.add(k, v, context.doc_ids)
+            memory.add(k_mem, v, context.doc_ids)
         return out, layer_trace
 
 

@@ -1,0 +1,77 @@
+"""LongLLaMA's memory layers (RoPE kept, memory keys at position 0) and the recipe that makes them
+from a vanilla model."""
+import pytest
+import torch
+from torch.testing import assert_close
+
+from fot_edu.checkpoint import load_state_into
+from fot_edu.config import ModelConfig
+from fot_edu.longllama import add_memory_layers
+from fot_edu.model import FoTModel
+from fot_edu.streaming import stream_logits
+
+VANILLA = ModelConfig(vocab_size=30, d_model=32, n_heads=4, d_ff=64, n_layers=3, memory_layers=())
+
+
+def vanilla():
+    torch.manual_seed(0)
+    return FoTModel(VANILLA).eval()
+
+
+def converted(position="rope"):
+    base = vanilla()
+    weights, cfg = add_memory_layers(base.state_dict(), VANILLA, (1,), position)
+    model = FoTModel(cfg).eval()
+    load_state_into(model, weights)
+    return base, model
+
+
+def test_a_rope_kept_memory_layer_computes_what_the_vanilla_layer_did_until_memory_is_added():
+    base, model = converted("rope")
+    tokens = torch.randint(0, 30, (2, 16))
+    assert_close(model(tokens).logits, base(tokens).logits, atol=1e-5, rtol=1e-5)
+    assert set(model.state_dict()) == set(base.state_dict())  # no new parameter
+
+
+def test_a_position_free_memory_layer_gets_a_temperature_and_changes_the_function():
+    base, model = converted("none")
+    assert torch.allclose(model.blocks[1].attn.log_tau.exp(), torch.full((4,), VANILLA.tau_init))
+    tokens = torch.randint(0, 30, (2, 16))
+    assert not torch.allclose(model(tokens).logits, base(tokens).logits, atol=1e-3)
+
+
+@pytest.mark.parametrize("k", [None, 8])
+def test_rope_kept_layers_read_the_same_in_training_and_streaming(k):
+    """Crossbatch d=1 (C_curr attends C_prev) == streaming C_prev into memory, then C_curr."""
+    _, model = converted("rope")
+    n = 8
+    pairs = torch.randint(0, 30, (3, 2, n))
+    train_logits = model(pairs, d=1).logits
+    streamed = stream_logits(model, pairs.flatten(1), window=n, k=k, capacity=4 * n)
+    assert_close(streamed[:, n:], train_logits[:, 1], atol=1e-5, rtol=1e-5)
+
+
+def test_memory_keys_are_stored_at_position_0():
+    """The stored keys are the layer's raw key projections: RoPE's rotation at position 0."""
+    _, model = converted("rope")
+    tokens = torch.randint(0, 30, (1, 8))
+    memories = model.new_memories(1, 64)
+    model.prefill(tokens, memories)
+    attn = model.blocks[1].attn
+    x = model.blocks[0](model.embed(tokens))[0]
+    _, raw, _ = attn.to_qkv(model.blocks[1].norm_attn(x)).view(1, 8, 3, 4, 8).unbind(2)
+    stored, _, _ = memories[1].all_items()
+    assert_close(stored[0, :, :8], raw[0].transpose(0, 1), atol=1e-6, rtol=1e-6)
+    assert torch.equal(attn.rope(raw.transpose(1, 2))[..., 0, :], raw.transpose(1, 2)[..., 0, :])
+
+
+def test_bad_recipes_are_refused_with_the_value_named():
+    base, model = converted("rope")
+    with pytest.raises(ValueError, match="memory_layers=\\(1,\\)"):
+        add_memory_layers(model.state_dict(), model.cfg, (2,))
+    with pytest.raises(ValueError, match="layers=\\(\\)"):
+        add_memory_layers(base.state_dict(), VANILLA, ())
+    with pytest.raises(ValueError, match="memory_position='sinusoid'"):
+        add_memory_layers(base.state_dict(), VANILLA, (1,), "sinusoid")
+    with pytest.raises(ValueError, match="memory_position='rope'"):
+        ModelConfig(memory_layers=(1,), memory_kind="mt", memory_position="rope")
