@@ -98,7 +98,8 @@ def load_checkpoint(name_or_path, map_location="cpu") -> dict:
 
 def _upgrade(config: dict) -> dict:
     """Configs written before MT was named only by ``memory_kind`` said ``mode="mt"`` (the shipped
-    ``dict-mt`` and ``code-mt``): that training is crossbatch with ``d = 1``."""
+    ``dict-mt`` and ``code-mt``): that training is crossbatch with ``d = 1``. (Those presets now
+    train with ``mode="stream"``; fields added since, such as ``memory_k``, take their defaults.)"""
     if config.get("mode") == "mt":
         config = {**config, "mode": "crossbatch"}
     return config

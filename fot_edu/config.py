@@ -15,7 +15,7 @@ MEMORY_POSITIONS = ("none", "rope")  # memory layers: position-free (unit q, k, 
 # LongLLaMA's (RoPE kept in the window, memory keys as if at position 0, plain dot products)
 TASKS = ("dictionary", "code", "books", "proofs", "retrieval")
 NEGATIVE_KINDS = ("neighbours", "hard")
-TRAIN_MODES = ("crossbatch", "plain")
+TRAIN_MODES = ("crossbatch", "plain", "stream")  # stream: windows in order, memory of earlier ones
 CROSSBATCH_SCOPES = ("local", "global")  # several processes: negatives from the own rank or all
 
 
@@ -78,11 +78,14 @@ class DataConfig:
     key_len: int = 2  # tokens per key
     value_len: int = 2  # tokens per value
     entries_per_window: int = 10  # definitions (retrieval: needles) in C_prev, questions in C_curr
+    doc_windows: int = 4  # stream training: windows of a dictionary document (definitions, mixed
+    # definitions and questions, ..., questions), so the asked definitions are only in memory
     large: bool = False  # corpora: the uncut versions in data/large/ (`python -m fot_edu data build --large`)
 
     def __post_init__(self) -> None:
         _check(self.task in TASKS, "task", self.task, f"one of {TASKS}")
-        for name in ("window", "num_symbols", "key_len", "value_len", "entries_per_window"):
+        for name in ("window", "num_symbols", "key_len", "value_len", "entries_per_window",
+                     "doc_windows"):
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 1, name, value, "a positive integer")
         _check(self.window >= 2, "window", self.window, "at least 2 tokens")
@@ -105,12 +108,15 @@ class DataConfig:
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    mode: str = "crossbatch"  # "crossbatch" (memory layers see C_prev: FoT with d>=1, MT), "plain"
+    mode: str = "crossbatch"  # "crossbatch" (memory layers see C_prev: FoT with d>=1), "plain",
+    # or "stream" (each row reads its documents window by window, memory of the earlier windows: MT)
     d: int = 1  # crossbatch dimension: own C_prev + (d - 1) other documents' C_prev
     d_schedule: tuple[tuple[int, int], ...] = ()  # ((step, d), ...): from `step` on train with d
     negatives: str = "neighbours"  # "neighbours": rows i+1..i+d-1; "hard": most similar C_prev
     crossbatch_scope: str = "local"  # torchrun: "global" takes negatives from every rank (d <= b)
     batch_size: int = 32  # b: documents per step (with torchrun: all ranks together)
+    memory_k: int | None = 32  # stream: memory keys per query, top-k (Wu et al.: 32); None: all
+    memory_capacity: int = 2048  # stream: tokens each row's memory keeps (FIFO), per layer and head
     steps: int = 1200
     lr: float = 2e-3
     betas: tuple[float, float] = (0.9, 0.98)
@@ -148,11 +154,34 @@ class TrainConfig:
         if self.mode != "plain":
             _check(bool(self.model.memory_layers), "model.memory_layers", self.model.memory_layers,
                    f"at least one memory layer for mode={self.mode!r}")
+        if self.mode == "stream":
+            self._check_stream()
         if self.model.memory_kind == "mt" and self.mode == "crossbatch":
             _check(self.d == 1 and not self.d_schedule, "d", self.d, "1 with no d_schedule for "
                    "memory_kind='mt' (MT trains on its own previous window)")
         _check(self.data.window <= self.model.max_window, "data.window", self.data.window,
                f"at most model.max_window={self.model.max_window}")
+
+    def _check_stream(self) -> None:
+        why = "for mode='stream' (no crossbatch: a row reads only its own document's earlier windows)"
+        _check(self.d == 1, "d", self.d, f"1 {why}")
+        _check(not self.d_schedule, "d_schedule", self.d_schedule, f"empty {why}")
+        _check(self.data.task != "retrieval", "data.task", self.data.task,
+               "a dictionary or corpus task for mode='stream' (retrieval comes as pairs only)")
+        _check(self.memory_k is None or (isinstance(self.memory_k, int) and self.memory_k >= 1),
+               "memory_k", self.memory_k, "a positive integer, or None for all of memory")
+        _check(isinstance(self.memory_capacity, int) and self.memory_capacity >= self.data.window,
+               "memory_capacity", self.memory_capacity,
+               f"an integer of at least data.window={self.data.window} tokens")
+        data = self.data
+        if data.task == "dictionary":
+            _check(data.doc_windows >= 2, "data.doc_windows", data.doc_windows,
+                   "at least 2 for mode='stream' (definitions, then questions)")
+            E = data.entries_per_window  # defined in window 0, E // 2 more in each middle one
+            fresh = E + E // 2 * (data.doc_windows - 2)
+            _check(data.num_symbols ** data.key_len >= fresh, "data.doc_windows", data.doc_windows,
+                   f"few enough windows for {fresh} distinct keys of num_symbols={data.num_symbols} "
+                   f"** key_len={data.key_len}")
 
     def d_at(self, step: int) -> int:
         """The crossbatch dimension d in force at ``step`` (the last schedule entry at or before it)."""
@@ -191,13 +220,23 @@ _CODE_MODEL = dict(n_layers=3, d_model=128, n_heads=4, d_ff=512, memory_layers=(
 _FOT_SCHEDULE = ((0, 1), (150, 2), (250, 4), (350, 8))
 
 
+# MT (Wu et al. 2022) trains as it reads: mode="stream", each of the b rows one document, one window
+# of every row a step, memory of the row's earlier windows (detached). Same model, data, b and steps
+# as FoT, but a stream step holds b x n tokens, a crossbatch step b x 2 x n (C_prev + C_curr): MT sees
+# half the tokens (dictionary: (0 + 5 + 5 + 10) / 4 = 5 questions a row and step against FoT's 10).
+
+
+def _mode(kind: str) -> str:
+    return {"vanilla": "plain", "mt": "stream"}.get(kind, "crossbatch")
+
+
 def _dict(kind: str, **kw) -> TrainConfig:
     """``kind``: "vanilla" (no memory layer), "fot" or "mt" (the memory layer's kind)."""
     layers = () if kind == "vanilla" else (1,)
     model = ModelConfig(**{**_DICT_MODEL, "memory_layers": layers,
                            "memory_kind": "mt" if kind == "mt" else "fot"})
     return TrainConfig(model=model, data=DataConfig(task="dictionary", window=64),
-                       mode="plain" if kind == "vanilla" else "crossbatch", **kw)
+                       mode=_mode(kind), **kw)
 
 
 def _code(kind: str, **kw) -> TrainConfig:
@@ -205,7 +244,7 @@ def _code(kind: str, **kw) -> TrainConfig:
     model = ModelConfig(**{**_CODE_MODEL, "memory_layers": layers,
                            "memory_kind": "mt" if kind == "mt" else "fot"})
     return TrainConfig(model=model, data=DataConfig(task="code", window=128),
-                       mode="plain" if kind == "vanilla" else "crossbatch", steps=750, **kw)
+                       mode=_mode(kind), steps=750, **kw)
 
 
 PRESETS: dict[str, callable] = {

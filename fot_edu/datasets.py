@@ -10,6 +10,7 @@ processed in order; what came before the current window is reachable only throug
 | ``C_prev``, ``C_curr``    | ``Batch.tokens[:, 0]``, ``Batch.tokens[:, 1]``: consecutive windows |
 | which document is which   | ``Batch.doc_ids``: for r_d, retrieval precision and plots    |
 | long-document evaluation  | :func:`iter_stream_windows`: each row streams whole documents |
+| MT training (Wu et al.)   | :func:`training_stream`: the same, endless, a window a step  |
 
 :func:`training_batch` is a pure function of its arguments (the random generator is seeded from
 ``(seed, step, split)``), so a crashed run resumes exactly by regenerating batch ``step``.
@@ -19,14 +20,18 @@ is evaluated on the same documents.
 Streaming evaluation: ``b`` rows, each reading one document window by window until it ends, then
 the next one from the queue; ``new_doc`` marks the windows that start a document, where
 single-document evaluation clears that row's memory and multi-document evaluation keeps it (the
-setting where distraction, §3.3, shows).
+setting where distraction, §3.3, shows). Stream training (``mode="stream"``, the Memorizing
+Transformer's recipe) reads the same kind of stream, endless (:func:`stream_documents`), and
+clears a row's memory at every new document.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
+import itertools
 import statistics
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -41,7 +46,8 @@ from .tokenizer import IGNORE, VOCAB_SIZE
 
 __all__ = ["Batch", "Document", "StreamStep", "load_corpus", "split_documents", "vocab_size",
            "pad_token", "training_batch", "eval_documents", "iter_stream_windows",
-           "corpus_summary", "format_summary", "CORPORA"]
+           "stream_documents", "training_stream", "WindowStream", "corpus_summary",
+           "format_summary", "CORPORA"]
 
 SPLITS = ("train", "eval")
 
@@ -54,6 +60,17 @@ class Batch(OnDevice):
     targets: torch.Tensor  # (b, w, n) long: next token of the document; -100 where no loss
     doc_ids: torch.Tensor  # (b,) long: the document each row's windows come from
     offsets: torch.Tensor | None = None  # (b,) long: where in its document each row starts
+
+    def select(self, index) -> "Batch":
+        """The rows ``index`` (a slice, indices or a mask) of every field."""
+        return Batch(*(None if getattr(self, f.name) is None else getattr(self, f.name)[index]
+                       for f in dataclasses.fields(self)))
+
+    @staticmethod
+    def cat(batches: list["Batch"]) -> "Batch":
+        """The rows of ``batches``, one after the other."""
+        return Batch(*(torch.cat([getattr(b, f.name) for b in batches])
+                       for f in dataclasses.fields(Batch)))
 
 
 def vocab_size(cfg: DataConfig) -> int:
@@ -157,7 +174,7 @@ def eval_documents(cfg: DataConfig, split: str = "eval", count: int | None = Non
 
 
 @dataclass
-class StreamStep:
+class StreamStep(OnDevice):
     """One step of a document stream: every row's next window."""
 
     tokens: torch.Tensor  # (b, n) long; pad where a row has no document left
@@ -167,20 +184,21 @@ class StreamStep:
     active: torch.Tensor  # (b,) bool; False for a row with no document left
 
 
-def iter_stream_windows(docs: Sequence, batch_size: int, window: int, pad_id: int = 0,
+def iter_stream_windows(docs: Iterable, batch_size: int, window: int, pad_id: int = 0,
                         max_tokens_per_doc: int | None = None) -> Iterator[StreamStep]:
     """Stream ``docs`` through ``batch_size`` rows, ``window`` tokens per row per step.
 
     A document keeps its row from its first window to its last; then the row takes the next
     document in ``docs`` order. ``docs`` need ``id``, ``tokens`` and ``targets`` (``Document``
     and ``dictionary.DictionaryDocument`` have them). ``max_tokens_per_doc`` keeps only a document's
-    first tokens. Ends when every document has been streamed.
+    first tokens. Ends when every document has been streamed (never, when ``docs`` is endless:
+    :func:`stream_documents`).
     """
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise ValueError(f"batch_size={batch_size!r} is not allowed: a positive integer")
     if not (isinstance(window, int) and window >= 1):
         raise ValueError(f"window={window!r} is not allowed: a positive integer")
-    queue = iter([d for d in docs if d.num_tokens > 0])
+    queue = (d for d in docs if d.num_tokens > 0)
     # per row: [doc id, tokens, targets, position of the next window]
     rows: list[list] = [[None, None, None, 0] for _ in range(batch_size)]
     while True:
@@ -210,6 +228,52 @@ def iter_stream_windows(docs: Sequence, batch_size: int, window: int, pad_id: in
         if not active.any():
             return
         yield StreamStep(tokens, targets, doc_ids, new_doc, active)
+
+
+def stream_documents(cfg: DataConfig, split: str = "train", seed: int = 0,
+                     batch_size: int = 1) -> Iterator:
+    """Endless documents for stream training, a pure function of the arguments. Dictionary: of
+    ``cfg.doc_windows`` windows, but the first ``batch_size`` of 2, 3, ..., ``doc_windows`` in turn,
+    so rows change documents at different steps. Corpora: the split, each pass shuffled anew."""
+    _check_common(split, batch_size, 0, seed, 1)
+    rng = np.random.default_rng([int(seed), SPLITS.index(split), 17])
+    if cfg.task == "dictionary":
+        first_id = (1 << 42) + SPLITS.index(split) * (1 << 40)
+        for i in itertools.count():
+            windows = 2 + i % (cfg.doc_windows - 1) if i < batch_size else cfg.doc_windows
+            yield dictionary.make_dictionary_document(cfg, windows, rng, first_id + i)
+    if cfg.task not in CORPORA:
+        raise ValueError(f"task={cfg.task!r} is not allowed for streaming: 'dictionary' or one of "
+                         f"{CORPORA}")
+    docs = _split(cfg.task, cfg.large)[split]
+    while True:
+        yield from (docs[int(i)] for i in rng.permutation(len(docs)))
+
+
+class WindowStream:
+    """``index -> StreamStep``: window ``index`` of the stream ``make()`` starts. In order, one
+    iterator step a call; an earlier index (a resumed run) starts afresh and skips to it."""
+
+    def __init__(self, make: Callable[[], Iterator[StreamStep]]):
+        self.make, self.iterator, self.next_index = make, None, 0
+
+    def __call__(self, index: int) -> StreamStep:
+        if self.iterator is None or index < self.next_index:
+            self.iterator, self.next_index = self.make(), 0
+        for _ in range(index - self.next_index):
+            next(self.iterator)
+        self.next_index = index + 1
+        step = next(self.iterator, None)
+        if step is None:
+            raise ValueError(f"the stream ended before window {index}: give it more documents")
+        return step
+
+
+def training_stream(cfg: DataConfig, split: str, batch_size: int, seed: int = 0) -> WindowStream:
+    """The stream that ``mode="stream"`` trains on: ``batch_size`` rows, each reading
+    :func:`stream_documents` one window at a time (:func:`iter_stream_windows`)."""
+    return WindowStream(lambda: iter_stream_windows(stream_documents(cfg, split, seed, batch_size),
+                                                    batch_size, cfg.window, pad_token(cfg)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,13 +12,38 @@ capacity, not the training window: that is how FoT extends context (LongLLaMA: 8
 
 ``generate`` does the same with a prompt, then decodes greedily: the unfinished last window is
 the local context; whenever it holds ``n`` tokens it is pushed into memory and a new one starts.
+
+:func:`read_window` is one step of that reading, for every row at once: clear the memory of rows
+whose document starts here, then search, attend and add. Evaluation calls it without gradients;
+stream training (the Memorizing Transformer's recipe, ``mode="stream"`` in ``fot_edu.train``)
+calls it with them: the gradient reaches the current window only, since what memory returns was
+stored detached.
 """
 from __future__ import annotations
 
 import torch
 
 from .memory import KNNMemory
-from .model import FoTModel
+from .model import FoTModel, ModelOutput
+
+
+def read_window(model: FoTModel, tokens: torch.Tensor, memories: dict[int, KNNMemory], *,
+                k: int | None = None, doc_ids: torch.Tensor | None = None,
+                reset: torch.Tensor | None = None, logits: bool = True) -> ModelOutput | None:
+    """Read one window ``tokens`` ``(b, n)`` into ``memories`` and return its output.
+
+    ``reset`` ``(b,)`` bool: rows whose document starts with this window; their memory is
+    cleared first, so a row never reads another document's keys. ``logits=False``: only fill the
+    memories (``FoTModel.prefill``, exact and cheaper) and return None. With logits ``model``
+    may also be a wrapper of the FoTModel (``DistributedDataParallel``).
+    """
+    if reset is not None and bool(reset.any()):
+        for memory in memories.values():
+            memory.clear(reset)
+    if not logits:
+        model.prefill(tokens, memories, k=k, doc_ids=doc_ids)
+        return None
+    return model(tokens, memories=memories, k=k, doc_ids=doc_ids)
 
 
 @torch.no_grad()
@@ -45,13 +70,9 @@ def stream_logits(model: FoTModel, tokens: torch.Tensor, window: int,
     starts = range(0, length, window)
     if reset is not None and tuple(reset.shape) != (b, len(starts)):
         raise ValueError(f"reset must be (b, num_windows) = ({b}, {len(starts)}), got {tuple(reset.shape)}")
-    logits = []
-    for j, start in enumerate(starts):
-        if reset is not None and reset[:, j].any():
-            for memory in memories.values():
-                memory.clear(reset[:, j])
-        out = model(tokens[:, start:start + window], memories=memories, k=k, doc_ids=doc_ids)
-        logits.append(out.logits)
+    logits = [read_window(model, tokens[:, start:start + window], memories, k=k, doc_ids=doc_ids,
+                          reset=None if reset is None else reset[:, j]).logits
+              for j, start in enumerate(starts)]
     return torch.cat(logits, dim=1)
 
 

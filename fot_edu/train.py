@@ -1,19 +1,30 @@
-r"""Training: crossbatch (FoT with any d, the MT baseline) or plain (vanilla, no memory).
+r"""Training: crossbatch (FoT with any d), stream (the Memorizing Transformer's recipe) or plain.
 
-Paper: Focused Transformer §3.2 and App. C.
+Paper: Focused Transformer §3.2 and App. C; Wu et al. 2022 §3 for MT's training.
 
 The loop knows nothing about the task: it asks ``batch_fn(step)`` for a batch of ``(b, 2, n)``
 token windows (``C_prev``, ``C_curr`` of ``b`` documents) with next-token targets, and minimises
 the ordinary language-modelling loss over both windows. What differs between the models is only
 what their memory layers attend:
 
-==========================  ===========================================================
-model                       memory layers of ``C_curr`` attend
-==========================  ===========================================================
-vanilla (``mode="plain"``)  nothing beyond the window
-FoT (``"crossbatch"``)      own ``C_prev`` + ``d - 1`` other documents' ``C_prev``, differentiably
-MT (``memory_kind="mt"``)   own ``C_prev`` only (``d = 1``), detached, through the MT gate
-==========================  ===========================================================
+==============================  =======================================================
+model                           memory layers attend
+==============================  =======================================================
+vanilla (``mode="plain"``)      nothing beyond the window
+FoT (``"crossbatch"``)          own ``C_prev`` + ``d - 1`` other documents' ``C_prev``,
+                                differentiably (``d = 1``: the FoT paper's baseline)
+MT (``"stream"``, kind ``mt``)  top-``k`` of a memory of the row's earlier windows,
+                                detached, through the MT gate
+==============================  =======================================================
+
+**Stream mode.** Each of the ``b`` rows holds one document at a time and reads it window by
+window (``fot_edu.datasets.training_stream``); an optimiser step is one window of every row
+(``b x n`` tokens, half a crossbatch step). Each memory layer keeps a ``KNNMemory`` per row of the
+earlier windows' keys and values, stored detached, so no gradient reaches an earlier window
+(``fot_edu.streaming.read_window``); a row's memory is cleared when a new document starts in
+it. Here ``batch_fn(i)`` gives window ``i`` of the stream (a ``StreamStep``); a window in which
+no row has a target only fills memory. A resumed run rebuilds the memories by reading again the
+last windows they hold, with the resumed weights: the one way it differs from an uninterrupted run.
 
 ``d`` may follow a schedule (``TrainConfig.d_schedule``): the paper warns that a large ``d``
 from the start makes the model ignore its previous context, so we ramp it up (1 -> 2 -> 4 -> 8).
@@ -43,10 +54,11 @@ from tqdm.auto import tqdm
 from . import distributed
 from .checkpoint import load_checkpoint, load_state_into, save_checkpoint
 from .config import TrainConfig
-from .datasets import training_batch, vocab_size
+from .datasets import training_batch, training_stream, vocab_size
 from .distributed import Ranks
 from .model import FoTModel
 from .runtime import autocast, default_device
+from .streaming import read_window
 from .tokenizer import IGNORE
 
 log = logging.getLogger(__name__)
@@ -84,35 +96,56 @@ def make_optimizer(model: FoTModel, cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
 
 
-def batch_loss(model: FoTModel, cfg: TrainConfig, batch, step: int, gather=None, rank: int = 0):
+def batch_loss(model: FoTModel, cfg: TrainConfig, batch, step: int, gather=None, rank: int = 0,
+               memories=None):
     """LM loss of one batch in the config's mode: ``(loss, logits)``. ``gather``, ``rank``: this
-    batch is rank ``rank``'s rows and negatives come from every rank (``fot_edu.distributed``)."""
+    batch is rank ``rank``'s rows and negatives come from every rank (``fot_edu.distributed``).
+    Stream mode: ``batch`` is one window of the stream, read into ``memories``."""
     tokens, targets = batch.tokens, batch.targets
     if cfg.mode == "plain":
         out = model(tokens)
+    elif cfg.mode == "stream":
+        out = read_window(model, tokens, memories, k=cfg.memory_k, doc_ids=batch.doc_ids,
+                          reset=batch.new_doc)
     else:
         out = model(tokens, d=cfg.d_at(step), negatives=cfg.negatives, doc_ids=batch.doc_ids,
                     gather=gather, rank=rank)
     logits = out.logits.float()
     if not (targets != IGNORE).any():
+        if cfg.mode == "stream":  # this rank's rows ask nothing now, others may: a zero loss
+            return logits.sum() * 0.0, logits
         raise ValueError(f"batch has no target tokens (every target is {IGNORE})")
     loss = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=IGNORE)
     return loss, logits
 
 
 def default_batch_fn(cfg: TrainConfig, split: str) -> Callable[[int], object]:
+    if cfg.mode == "stream":
+        return training_stream(cfg.data, split, cfg.batch_size, seed=cfg.seed)
     return lambda step: training_batch(cfg.data, split, cfg.batch_size, step, seed=cfg.seed)
+
+
+def has_targets(batch) -> bool:
+    return bool((batch.targets != IGNORE).any())
 
 
 @torch.no_grad()
 def evaluate_loss(model, cfg: TrainConfig, batch_fn, step: int, device) -> float:
-    """Mean LM loss over ``cfg.eval_batches`` held-out batches (d as at ``step``)."""
+    """Mean LM loss over ``cfg.eval_batches`` held-out batches (d as at ``step``). Stream mode:
+    over the first ``2 * eval_batches`` windows of the held-out stream that hold targets (as many
+    windows as crossbatch's pairs), read into fresh memories."""
     model.eval()
-    losses = []
-    for i in range(cfg.eval_batches):
-        batch = batch_fn(i).to(device)
+    losses, index = [], 0
+    memories = model.new_memories(cfg.batch_size, cfg.memory_capacity) if cfg.mode == "stream" else None
+    while len(losses) < cfg.eval_batches * (2 if memories is not None else 1):
+        batch = batch_fn(index).to(device)
+        index += 1
+        if memories is not None and not has_targets(batch):
+            read_window(model, batch.tokens, memories, k=cfg.memory_k, doc_ids=batch.doc_ids,
+                        reset=batch.new_doc, logits=False)
+            continue
         with autocast(device):
-            losses.append(batch_loss(model, cfg, batch, step)[0].item())
+            losses.append(batch_loss(model, cfg, batch, step, memories=memories)[0].item())
     model.train()
     return sum(losses) / len(losses)
 
@@ -124,7 +157,8 @@ class Trainer:
     ``init_state``: a state dict to start from instead of fresh weights (fine-tuning an existing
     model, as LongLLaMA does). ``out_path`` + ``resume``: continue from that checkpoint (every rank
     reads it). ``ranks``: this process's place under torchrun; ``batch_fn`` always gives the
-    global batch, of which each rank trains on its rows.
+    global batch, of which each rank trains on its rows. Stream mode: ``memories`` are this
+    rank's rows' memories, ``windows_read`` how far the stream has been read.
     """
 
     def __init__(self, cfg: TrainConfig, *, device=None, batch_fn=None, eval_batch_fn=None,
@@ -145,17 +179,21 @@ class Trainer:
         if init_state is not None:
             load_state_into(self.model, init_state)
         self.optimizer = make_optimizer(self.model, cfg)
-        self.history, self.evals, self.step_index = [], [], 0
+        self.history, self.evals, self.step_index, self.windows_read = [], [], 0, 0
+        self.memories = None if cfg.mode != "stream" else self.model.new_memories(
+            cfg.batch_size // self.ranks.world_size, cfg.memory_capacity)
         if resume and out_path is not None and out_path.exists():
             state = load_checkpoint(out_path, map_location=self.device)
-            if state["config"].model != cfg.model:
+            if state["config"].model != cfg.model or state["config"].mode != cfg.mode:
+                old = state["config"]
                 raise ValueError(f"cannot resume from {str(out_path)!r}: it was trained with another "
-                                 f"model config ({state['config'].model} vs {cfg.model})")
+                                 f"model config or mode ({old.model}, mode={old.mode!r} vs "
+                                 f"{cfg.model}, mode={cfg.mode!r})")
             load_state_into(self.model, state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["rng_cpu"])
             self.history, self.evals = state["history"], state["extra"].get("evals", [])
-            self.step_index = state["step"]
+            self.step_index, self.windows_read = state["step"], state["extra"].get("stream_windows", 0)
             log.info("resumed from %s at step %d (it was trained with %s)", out_path,
                      self.step_index, state["extra"].get("distributed", "one process"))
         self.model.train()
@@ -163,18 +201,41 @@ class Trainer:
         self.parallel = distributed.data_parallel(self.model, self.ranks, self.device)
         global_negatives = self.ranks.several and cfg.crossbatch_scope == "global"
         self.gather = distributed.gather_rows if global_negatives else None
+        if self.memories is not None:  # resumed: what the memories held, read again
+            span = math.ceil(cfg.memory_capacity / cfg.data.window)
+            for index in range(max(0, self.windows_read - span), self.windows_read):
+                self._fill(self._my_rows(self.batch_fn(index)))
 
     @property
     def done(self) -> bool:
         return self.step_index >= self.cfg.steps
 
+    def _my_rows(self, batch):
+        return distributed.rank_share(batch, self.ranks).to(self.device)
+
+    def _fill(self, window) -> None:
+        """Stream mode: read ``window`` (this rank's rows) into the memories, no logits."""
+        read_window(self.model, window.tokens, self.memories, k=self.cfg.memory_k,
+                    doc_ids=window.doc_ids, reset=window.new_doc, logits=False)
+
+    def _next_window(self):
+        """Stream mode: the next window in which some row has a target; the windows before it,
+        where none has (every row at its definitions, e.g. the first), only fill memory."""
+        while True:
+            window = self.batch_fn(self.windows_read)
+            self.windows_read += 1
+            if has_targets(window):
+                return window
+            self._fill(self._my_rows(window))
+
     def backward(self, step: int):
         """Gradients of batch ``step`` (with several ranks: averaged over them, i.e. of the whole
         global batch); returns ``(loss over the global batch, the global batch)``."""
-        batch = self.batch_fn(step)
-        mine = distributed.rank_share(batch, self.ranks).to(self.device)
+        batch = self.batch_fn(step) if self.memories is None else self._next_window()
+        mine = self._my_rows(batch)
         with autocast(self.device):
-            loss, _ = batch_loss(self.parallel, self.cfg, mine, step, self.gather, self.ranks.rank)
+            loss, _ = batch_loss(self.parallel, self.cfg, mine, step, self.gather, self.ranks.rank,
+                                 self.memories)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower lr={self.cfg.lr}")
         weight = distributed.loss_weight(batch.targets, mine.targets, self.ranks)
@@ -210,7 +271,7 @@ class Trainer:
     def save(self) -> None:
         save_checkpoint(self.out_path, self.model, self.cfg, optimizer=self.optimizer,
                         step=self.step_index, history=self.history,
-                        extra={"evals": self.evals,
+                        extra={"evals": self.evals, "stream_windows": self.windows_read,
                                "distributed": distributed.describe(self.cfg, self.ranks)})
 
     def result(self) -> TrainResult:
