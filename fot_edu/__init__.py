@@ -10,8 +10,9 @@ Modules, in the order the imports flow (each imports only from those above it):
 * ``dictionary``, ``passkey``, ``corpora``, ``corpus_build``, ``datasets``: the two tasks, the
   corpora and how they are built, batches and streams.
 * ``stats``: sample sizes and 95% intervals for every reported figure.
-* ``checkpoint``, ``train``, ``evaluate``, ``long_context``: atomic checkpoints, the training loop,
-  r_d and metrics with distractors, perplexity against memory size and passkey;
+* ``checkpoint``, ``train``, ``eval_sets``, ``reading``, ``evaluate``, ``long_context``: atomic
+  checkpoints, the training loop, the fixed evaluation sets, memories assembled from chosen
+  windows, r_d and metrics with distractors, perplexity against memory size and passkey;
   ``distributed``: what changes with several processes (torchrun).
 * ``pretrained``: the shipped checkpoints, or a short training run when one is missing;
   ``race``: ``d = 1`` and FoT fine-tuned side by side, then evaluated.

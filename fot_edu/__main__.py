@@ -51,16 +51,27 @@ def _add_eval(sub) -> None:
                                 "(single- and multi-document)")
             q.add_argument("--docs", type=_positive, default=8, help="documents streamed in the sweep")
             q.add_argument("--doc-tokens", type=_positive, default=4096, help="tokens kept per document")
-        q.add_argument("--batches", type=_positive, default=2, help="evaluation batches (default 2)")
+        if name == "perplexity":
+            q.add_argument("--baseline", help="another checkpoint of the same data (e.g. code-d1): "
+                           "add rise_ratio, this model's rise with N distractors over the baseline's")
+        q.add_argument("--batches", type=_positive, default=None, help={
+            "dictionary": "batches of 32 documents (default 4: 128 documents, the same for every N)",
+            "distraction": "groups of 32 pairs (default 2: 64 pairs, the same for every d)",
+            "perplexity": "only a fixed subset of 16 windows a batch (default: every held-out "
+                          "window of every held-out file)"}[name])
     q = what.add_parser("passkey", help="passkey retrieval accuracy against prompt length",
                         description="passkey retrieval (paper Fig. 1) with the exact template")
     q.add_argument("--checkpoint", required=True, help="path or shipped name of a byte-level model")
     q.add_argument("--lengths", default="1x,4x,16x,32x",
                    help="token counts or multiples of the training context (2 windows), e.g. 32x")
-    q.add_argument("--trials", type=_positive, default=10, help="prompts per length (default 10)")
+    q.add_argument("--trials", type=_positive, default=50,
+                   help="prompts per length (default 50; keys and depths drawn anew per length)")
+    q.add_argument("--seed", type=int, default=0, help="prompt set (default 0; every reading with "
+                   "the same seed and trials reads the same prompts)")
     q.add_argument("--k", type=_positive, default=None, help="top-k retrieval (default: all memory)")
     q.add_argument("--no-memory", action="store_true",
-                   help="vanilla reading: only the last 2 windows of the prompt, no memory")
+                   help="memory off: the prompt is read window by window as with memory, but "
+                        "each step sees only its local window (at most one window of positions)")
     for q in what.choices.values():
         _add_device(q)
         q.add_argument("--json", action="store_true", help="print JSON instead of a table")

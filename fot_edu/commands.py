@@ -56,21 +56,49 @@ def cmd_train(args) -> int:
     return 0
 
 
-def print_result(result: dict, as_json: bool) -> None:
-    """JSON on one line, or a table: each figure with its 95% interval and sample size."""
+# what each figure of an `eval` table measures, and what its n counts (the interval's unit)
+LABELS = {
+    "dictionary": {
+        "accuracy": ("value tokens right (each predicted with the true previous token: "
+                     "teacher forcing); N distractor documents in memory", "value tokens"),
+        "value_accuracy": ("whole values right: every token of the value (teacher forcing)",
+                           "values"),
+        "r": ("own-document share of memory attention, averaged over the answer queries",
+              "documents"),
+        "r_all_queries": ("own-document share of memory attention, averaged over every C_curr "
+                          "query", "documents")},
+    "distraction": {
+        "r_d": ("r_d (§3.3) averaged over the queries with a target (dictionary: the answer "
+                "queries)", "pairs"),
+        "r_d_all_queries": ("r_d averaged over every C_curr query (the paper's average)", "pairs")},
+    "perplexity": {
+        "perplexity": ("perplexity of C_curr: no_memory read alone, N with the own C_prev and N "
+                       "distractors in memory", "documents"),
+        "rise": ("perplexity with N distractors minus with the own C_prev alone (N = 0)",
+                 "documents"),
+        "rise_ratio": ("this model's rise over the baseline's, on the same windows", "documents")},
+}
+KEY_NAMES = {"dictionary": "N", "distraction": "d", "perplexity": "N", "passkey": "length"}
+
+
+def print_result(result: dict, as_json: bool, labels: dict | None = None, key_name: str = "") -> None:
+    """JSON on one line, or a table: each figure with its 95% interval and sample size
+    (``labels``: ``{metric: (what it is, what n counts)}``)."""
     if as_json:
         print(json.dumps(result))
         return
-    n, ci95 = result.get("n", {}), result.get("ci95", {})
+    n, ci95, labels = result.get("n", {}), result.get("ci95", {}), labels or {}
     for metric, values in result.items():
         if metric in ("n", "ci95"):
             continue
-        print(metric)
+        what, unit = labels.get(metric, ("", ""))
+        print(f"{metric}: {what}" if what else metric)
+        print(f"  {key_name:>10}  {'value':>8}  {'95% interval':>18}  n{f' ({unit})' if unit else ''}")
         for key, value in values.items():
             low, high = ci95.get(metric, {}).get(key, (None, None))
-            interval = f"  [{low:.4f}, {high:.4f}]" if low is not None else ""
-            count = f"  n={n[metric][key]}" if key in n.get(metric, {}) else ""
-            print(f"  {key:>10}  {value:.4f}{interval}{count}")
+            interval = f"[{low:.4f}, {high:.4f}]" if low is not None else ""
+            count = n.get(metric, {}).get(key, "")
+            print(f"  {key:>10}  {value:8.4f}  {interval:>18}  {count}")
 
 
 def cmd_eval(args) -> int:
@@ -78,20 +106,20 @@ def cmd_eval(args) -> int:
     model, cfg = load_model(args.checkpoint, device=device)
     set_threads(args)
     note = None
+    sizes = {} if getattr(args, "batches", None) is None else {"batches": args.batches}
     if args.what == "dictionary":
         if cfg.data.task != "dictionary":
             raise ValueError(f"checkpoint {args.checkpoint!r} was trained on task {cfg.data.task!r}, "
                              f"not dictionary: use `eval perplexity` or `eval passkey`")
-        res = dictionary_accuracy(model, cfg, args.distractors, k=args.k, batches=args.batches,
-                                  device=device)
+        res = dictionary_accuracy(model, cfg, args.distractors, k=args.k, device=device, **sizes)
         if not model.cfg.memory_layers:
             note = "r (attention on the own document) is left out: this model has no memory layer"
     elif args.what == "distraction":
-        res = distraction_summary(model, cfg, args.d, batches=args.batches, device=device)
+        res = distraction_summary(model, cfg, args.d, device=device, **sizes)
     elif args.what == "passkey":
         res = passkey_accuracy(model, cfg, args.lengths.split(","), trials=args.trials, k=args.k,
-                               device=device,
-                               progress=not args.json, memory=not args.no_memory)
+                               seed=args.seed, device=device, progress=not args.json,
+                               memory=not args.no_memory)
     else:  # perplexity
         if cfg.data.task == "dictionary":
             raise ValueError("perplexity is for corpus checkpoints; use `eval dictionary` here")
@@ -106,9 +134,15 @@ def cmd_eval(args) -> int:
                 for part in ("n", "ci95"):
                     res.setdefault(part, {})[key] = sweep[part]["perplexity"]
         else:
-            res = perplexity_with_distractors(model, cfg, args.distractors, k=args.k,
-                                              batches=args.batches, device=device)
-    print_result(_str_keys(res), args.json)
+            baseline = None
+            if args.baseline:
+                baseline, other = load_model(args.baseline, device=device)
+                if other.data != cfg.data:
+                    raise ValueError(f"baseline {args.baseline!r} was trained on other data than "
+                                     f"{args.checkpoint!r}: the rise ratio needs the same windows")
+            res = perplexity_with_distractors(model, cfg, args.distractors, k=args.k, device=device,
+                                              baseline=baseline, **sizes)
+    print_result(_str_keys(res), args.json, LABELS.get(args.what), KEY_NAMES.get(args.what, ""))
     if note and not args.json:
         print(f"({note})")
     return 0

@@ -165,7 +165,9 @@ class DictionaryEvalBatch(OnDevice):
 
     ``tokens``/``targets``: ``(b, 2, n)`` own (C_prev, C_curr); ``distractors``: ``(b, N, n)``
     definition windows of N other documents (load them into memory too); ``doc_ids``: ``(b,)``;
-    ``distractor_ids``: ``(b, N)``. No key is defined twice in a row's memory.
+    ``distractor_ids``: ``(b, N)``. A distractor never defines a key of the own document (unless
+    ``redefine=True`` asks for exactly that), nor, while the key space lasts, another
+    distractor's (see :func:`dictionary_eval_batch`).
     """
 
     tokens: torch.Tensor
@@ -176,57 +178,72 @@ class DictionaryEvalBatch(OnDevice):
 
 
 def dictionary_eval_batch(cfg: DataConfig, batch_size: int, num_distractors: int,
-                          seed: int = 0, *, redefine: bool = False) -> DictionaryEvalBatch:
-    """``batch_size`` eval documents, each with ``num_distractors`` other documents' definitions.
+                          seed: int = 0, *, redefine: bool = False,
+                          first: int = 0) -> DictionaryEvalBatch:
+    """Documents ``first .. first + batch_size - 1`` of evaluation set ``seed``, each with the
+    definition windows of ``num_distractors`` other documents.
 
-    Per row, the keys of the own document and of all its distractors are drawn together without
-    replacement, so a distractor never redefines a key the question asks about: a wrong answer
-    is the memory's fault, not the data's. When the key space is too small for that
-    (``(N + 1) * entries_per_window > num_symbols ** key_len``), each distractor draws its own
-    distinct keys among those the own document does not use (distractors may then share keys
-    with each other, never with the own document).
+    **A fixed evaluation set.** Own document ``i`` (its keys, values and the order of its
+    questions) is a function of ``(seed, i)`` alone: the same whatever ``num_distractors``,
+    ``batch_size`` or ``first`` ask for, so accuracies at different N are measured on the same
+    questions. The distractors are drawn after it, from their own stream, and are nested:
+    distractor ``t`` of document ``i`` is the same for every ``N > t``, so N = 15 holds the
+    distractors of N = 7 plus 8 more.
+
+    Their keys are distinct from the own document's (a distractor never redefines a key the
+    question asks about: a wrong answer is the memory's fault, not the data's) and from each
+    other's, taken in turn from a shuffle of the keys the own document does not use. Once those
+    run out (``(N + 1) * entries_per_window > num_symbols ** key_len``), each further distractor
+    draws its own distinct keys among them (distractors then share keys with each other, never
+    with the own document).
 
     ``redefine=True``: every distractor defines exactly the own document's keys, with other
     values. Content-addressed memory cannot tell these apart by key: the test of what
     memory attention can and cannot separate.
     """
     _check_dictionary(cfg)
-    if not (isinstance(batch_size, int) and batch_size >= 1):
-        raise ValueError(f"batch_size={batch_size!r} is not allowed: a positive integer")
-    if not (isinstance(num_distractors, int) and num_distractors >= 0):
-        raise ValueError(f"num_distractors={num_distractors!r} is not allowed: an integer >= 0")
+    for name, value, low in (("batch_size", batch_size, 1), ("num_distractors", num_distractors, 0),
+                             ("first", first, 0)):
+        if not (isinstance(value, int) and value >= low):
+            raise ValueError(f"{name}={value!r} is not allowed: an integer >= {low}")
     vocab = DictionaryVocab(cfg.num_symbols)
-    E, N = cfg.entries_per_window, num_distractors
-    space = cfg.num_symbols ** cfg.key_len
-    rng = np.random.default_rng([int(seed), 13])
+    E, N, S = cfg.entries_per_window, num_distractors, cfg.num_symbols
+    space = S ** cfg.key_len
+    if not redefine and N and space - E < E:
+        raise ValueError(f"num_symbols={S} and key_len={cfg.key_len} give {space} keys: too few "
+                         f"for distractors beside {E} own keys")
     own, distractors = [], []
-    for _ in range(batch_size):
-        if redefine or (N + 1) * E > space:
-            codes = rng.choice(space, size=E, replace=False)
-            others = np.setdiff1d(np.arange(space), codes)
-            if not redefine and len(others) < E:
-                raise ValueError(f"num_symbols={cfg.num_symbols} and key_len={cfg.key_len} give "
-                                 f"{space} keys: too few for distractors beside {E} own keys")
-            codes = np.concatenate([codes] + [
-                codes if redefine else rng.choice(others, size=E, replace=False) for _ in range(N)])
-            keys = _key_codes_to_digits(codes, cfg)
-        else:
-            keys = _draw_keys((N + 1) * E, cfg, rng, f"num_distractors={N} (own + distractors)")
-        values = rng.integers(0, cfg.num_symbols, size=(len(keys), cfg.value_len))
-        if redefine:  # another value than the own document's, in every token
-            shift = rng.integers(1, cfg.num_symbols, size=(len(keys) - E, 1))
-            values[E:] = (np.tile(values[:E], (N, 1)) + shift) % cfg.num_symbols
-        defs = [(vocab.k, keys[i], values[i]) for i in range(E)]
-        asks = [(vocab.q, keys[i], values[i]) for i in rng.permutation(E)]
+    for i in range(first, first + batch_size):
+        rng = np.random.default_rng([int(seed), i, 13])  # the own document: (seed, i) alone
+        codes = rng.choice(space, size=E, replace=False)
+        values = rng.integers(0, S, size=(E, cfg.value_len))
+        keys = _key_codes_to_digits(codes, cfg)
+        defs = [(vocab.k, keys[j], values[j]) for j in range(E)]
+        asks = [(vocab.q, keys[j], values[j]) for j in rng.permutation(E)]
         own.append(np.stack([_window(defs, cfg), _window(asks, cfg)]))
-        distractors.append(np.stack([
-            _window([(vocab.k, keys[i], values[i]) for i in range(E * (t + 1), E * (t + 2))], cfg)
-            for t in range(N)]) if N else np.zeros((0, cfg.window), dtype=np.int64))
+        free = np.random.default_rng([int(seed), i, 17]).permutation(
+            np.setdiff1d(np.arange(space), codes))  # keys the own document does not use
+        windows = []
+        for t in range(N):
+            rng_t = np.random.default_rng([int(seed), i, t, 19])  # distractor t: same for any N > t
+            if redefine:  # another value than the own document's, in every token
+                their_codes = codes
+                their_values = (values + rng_t.integers(1, S, size=(E, 1))) % S
+            else:
+                their_codes = (free[t * E:(t + 1) * E] if (t + 1) * E <= len(free)
+                               else rng_t.choice(free, size=E, replace=False))
+                their_values = rng_t.integers(0, S, size=(E, cfg.value_len))
+            their_keys = _key_codes_to_digits(their_codes, cfg)
+            windows.append(_window([(vocab.k, their_keys[j], their_values[j]) for j in range(E)],
+                                   cfg))
+        distractors.append(np.stack(windows) if N else np.zeros((0, cfg.window), dtype=np.int64))
     tokens = torch.from_numpy(np.stack(own))
-    ids = torch.arange(batch_size * (N + 1)).reshape(batch_size, N + 1)
+    doc_ids = torch.arange(first, first + batch_size)
+    # distractor t of document i: (t + 1) * 2**32 + i, never an own id, unique in the batch
+    distractor_ids = (torch.arange(1, N + 1)[None, :] << 32) + doc_ids[:, None]
     return DictionaryEvalBatch(tokens=tokens, targets=answer_targets(tokens, cfg),
                                distractors=torch.from_numpy(np.stack(distractors)),
-                               doc_ids=ids[:, 0].clone(), distractor_ids=ids[:, 1:].clone())
+                               doc_ids=doc_ids, distractor_ids=distractor_ids)
 
 
 def format_window(tokens, cfg: DataConfig) -> str:

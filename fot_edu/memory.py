@@ -90,6 +90,21 @@ class KNNMemory:
         # the faiss backends' indexes over self.keys (None: exact search, this file)
         self.faiss_indexes = None if backend == "exact" else FaissIndexes(backend, head_dim, capacity)
 
+    @classmethod
+    def holding(cls, keys: torch.Tensor, values: torch.Tensor, doc_ids: torch.Tensor) -> "KNNMemory":
+        """A full exact memory of exactly ``keys``/``values`` ``(b, h, m, dh)`` with ``doc_ids``
+        ``(b, m)``, in that slot order. It shares their storage (no copy, no NaN check: they
+        came out of memories already), so evaluation can assemble many memories from windows
+        computed once; adding to it would write into them."""
+        b, h, m, dh = keys.shape
+        if values.shape != keys.shape or tuple(doc_ids.shape) != (b, m):
+            raise ValueError(f"values {tuple(values.shape)} and doc_ids {tuple(doc_ids.shape)} "
+                             f"must match keys {tuple(keys.shape)} and (b, m) = {(b, m)}")
+        memory = cls(b, h, dh, 1, device=keys.device, dtype=keys.dtype)
+        memory.capacity, memory.keys, memory.values, memory.doc_ids = m, keys, values, doc_ids
+        memory.sizes = torch.full((b,), m, dtype=torch.long, device=keys.device)
+        return memory
+
     def __len__(self) -> int:
         """Items in the fullest row."""
         return int(self.sizes.max())

@@ -86,7 +86,8 @@ def tour(models: dict | None = None, distractors=(0, 7, 15, 31), device="cpu") -
     models = headline_models() if models is None else models
     t0 = time.perf_counter()
     with one_thread(str(device) == "cpu"):  # small models: one thread is fastest on a busy CPU
-        rows = {name: (dictionary_accuracy(model, cfg, distractors, device=device)["accuracy"],
+        rows = {name: (dictionary_accuracy(model, cfg, distractors, batches=2,  # 64 documents
+                                           device=device)["accuracy"],
                        distraction_curve(model, cfg, (8,), device=device)[8])
                 for name, (model, cfg) in models.items()}
     lines = ["Dictionary lookup: a document defines keys in C_prev and asks for them in C_curr; the",

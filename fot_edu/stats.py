@@ -5,6 +5,9 @@
 * :func:`bootstrap`: anything else (r_d, perplexity, ratios), by resampling the independent units
   (documents, windows) with replacement, 1000 times from a fixed seed, and taking the 2.5% and
   97.5% quantiles of the statistic.
+* :func:`mcnemar`: two readings of the same prompts (top-k against dense memory), compared
+  prompt by prompt: only the prompts on which they disagree count, and the exact binomial test
+  asks whether one reading wins those more often than a coin would.
 
 Value tokens of one document are not independent of each other, so a Wilson interval over tokens
 is narrower than one over documents would be; the figures say which unit they count.
@@ -53,3 +56,14 @@ def ratio_of_sums(resample: torch.Tensor) -> torch.Tensor:
 def exp_ratio_of_sums(resample: torch.Tensor) -> torch.Tensor:
     """For units ``(nll sum, tokens)``: the pooled perplexity of each resample."""
     return ratio_of_sums(resample).exp()
+
+
+def mcnemar(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar p-value for paired outcomes: ``only_a`` items right under reading
+    A alone, ``only_b`` under B alone (items right or wrong under both say nothing about which
+    is better). 1.0 when the readings never disagree."""
+    if min(only_a, only_b) < 0:
+        raise ValueError(f"only_a={only_a!r}, only_b={only_b!r} are not allowed: counts >= 0")
+    total = only_a + only_b
+    tail = sum(math.comb(total, i) for i in range(min(only_a, only_b) + 1)) / 2 ** total
+    return float(f"{min(1.0, 2 * tail):.3g}")  # 3 significant digits: small p-values stay > 0

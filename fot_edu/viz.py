@@ -166,8 +166,10 @@ def r_d_figure(curves: dict, title: str = "") -> go.Figure:
 
 
 def metric_vs_memory_figure(results: dict, metric: str = "accuracy", title: str = "",
-                            xlabel: str = "distractor documents in memory (N)") -> go.Figure:
-    """``results`` ``{model: {N: value}}``: accuracy or perplexity as memory grows."""
+                            xlabel: str = "distractor documents in memory (N)",
+                            intervals: dict | None = None) -> go.Figure:
+    """``results`` ``{model: {N: value}}``: accuracy or perplexity as memory grows.
+    ``intervals`` ``{model: {N: [low, high]}}`` (the ``ci95`` of an evaluation): error bars."""
     units = {"accuracy": "value-token accuracy (0..1)",
              "perplexity": "perplexity (per byte, lower is better)",
              "r": "attention on own document (share, 0..1)",
@@ -178,8 +180,13 @@ def metric_vs_memory_figure(results: dict, metric: str = "accuracy", title: str 
     for name, curve in results.items():
         numeric = all(isinstance(x, (int, float)) for x in curve)
         xs = sorted(curve) if numeric else list(curve)  # "1x", "4x", ...: the order given
+        bars = (intervals or {}).get(name)
+        error_y = None if bars is None else dict(
+            type="data", symmetric=False, array=[bars[x][1] - curve[x] for x in xs],
+            arrayminus=[curve[x] - bars[x][0] for x in xs])
         fig.add_trace(go.Scatter(x=[str(x) for x in xs], y=[curve[x] for x in xs], name=name,
-                                 mode="lines+markers", line=dict(color=MODEL_COLORS.get(name))))
+                                 mode="lines+markers", line=dict(color=MODEL_COLORS.get(name)),
+                                 error_y=error_y))
     return fig.update_layout(title=title or f"{metric} against memory size", xaxis_title=xlabel,
                              yaxis_title=units.get(metric, metric), legend_title_text="model",
                              height=420)

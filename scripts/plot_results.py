@@ -87,7 +87,12 @@ def passkey(results: dict, ax) -> bool:
         values = rec["figures"].get(name)
         if values:
             keys = list(values)
-            ax.plot(range(len(keys)), [values[k] for k in keys], fmt, color=color, label=label)
+            bars = rec["figures"].get("ci95", {}).get(name)  # 95% intervals, when recorded
+            yerr = None if not bars else [[values[k] - bars[k][0] for k in keys],
+                                          [bars[k][1] - values[k] for k in keys]]
+            n = rec["figures"].get("n", {}).get(name, {}).get(keys[0])
+            ax.errorbar(range(len(keys)), [values[k] for k in keys], yerr=yerr, fmt=fmt,
+                        color=color, capsize=3, label=label + (f" (n = {n} per length)" if n else ""))
             ax.set_xticks(range(len(keys)), keys)
     ax.set(xlabel="prompt length (x training context of 512 bytes)", ylabel="passkey accuracy",
            ylim=(-0.05, 1.05), title="Passkey retrieval beyond the training context")

@@ -4,12 +4,17 @@ shipped ones (``make reproduce``). ``--ship`` replaces data/checkpoints/ with th
     python scripts/reproduce.py                       # all presets, into runs/
     python scripts/reproduce.py dict-fot dict-d1      # some of them
     python scripts/reproduce.py --eval-only --ship    # re-evaluate existing runs/ and ship them
+    python scripts/reproduce.py dict-fot --shipped --ship  # re-evaluate data/checkpoints/dict-fot.pt
 """
 from __future__ import annotations
 
 import argparse
+import fcntl
+import hashlib
 import json
+import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,30 +22,48 @@ import torch
 
 from fot_edu.checkpoint import CHECKPOINT_DIR, export_weights, load_model
 from fot_edu.config import preset
-from fot_edu.evaluate import dictionary_accuracy, distraction_curve, perplexity_with_distractors
-from fot_edu.long_context import passkey_accuracy
+from fot_edu.evaluate import dictionary_accuracy, distraction_summary, perplexity_with_distractors
+from fot_edu.long_context import passkey_accuracy, passkey_paired
 from fot_edu.train import train
 
 PRESETS = ["dict-fot", "dict-d1", "dict-vanilla", "dict-mt",
            "code-fot", "code-d1", "code-vanilla", "code-mt", "passkey-fot"]
 RESULTS = CHECKPOINT_DIR / "results.json"
+PASSKEY_LENGTHS = ("1x", "4x", "16x", "32x", "64x")
+PASSKEY_TRIALS = 50  # prompts per length, the same for every reading
+SIZES = ("n", "ci95", "paired")  # beside the figures in a record; not figures themselves
 
 
 def evaluate(path) -> dict:
     model, cfg = load_model(path)
     figures = {}
+    # the commands' default sample sizes: 128 dictionary documents; every held-out code window
     if cfg.data.task == "dictionary":
-        figures.update(dictionary_accuracy(model, cfg, (0, 1, 3, 7, 15, 31, 63), batches=2))
+        figures.update(dictionary_accuracy(model, cfg, (0, 1, 3, 7, 15, 31, 63)))
     else:
-        figures.update(perplexity_with_distractors(model, cfg, (0, 7, 15), batches=2))
-    if cfg.data.task == "retrieval":
-        lengths = ("1x", "4x", "16x", "32x")
+        figures.update(perplexity_with_distractors(model, cfg, (0, 7, 15)))
+    if cfg.data.task == "retrieval":  # one prompt set read three ways: paired prompt by prompt
+        answers = {}
         for name, kwargs in (("passkey_top32", {"k": 32}), ("passkey_dense", {}),
                              ("passkey_no_memory", {"memory": False})):
-            figures[name] = passkey_accuracy(model, cfg, lengths, trials=10, **kwargs)["accuracy"]
-    if model.cfg.memory_layers:
-        figures["r_d"] = distraction_curve(model, cfg, (2, 4, 8, 16), batches=2)
-    return {m: {str(k): round(v, 4) for k, v in vals.items()} for m, vals in figures.items()}
+            res = passkey_accuracy(model, cfg, PASSKEY_LENGTHS, trials=PASSKEY_TRIALS,
+                                   examples=answers.setdefault(name, []), **kwargs)
+            figures[name] = res["accuracy"]
+            for part in ("n", "ci95"):
+                figures.setdefault(part, {})[name] = res[part]["accuracy"]
+        # only_a: prompts top-32 answered and dense did not; only_b: the reverse; p: McNemar
+        figures["paired"] = {"passkey_top32_vs_dense": passkey_paired(answers["passkey_top32"],
+                                                                      answers["passkey_dense"])}
+    if model.cfg.memory_layers:  # r_d, and for the dictionary r_d_all_queries
+        summary = distraction_summary(model, cfg, (2, 4, 8, 16))
+        for part in ("n", "ci95"):
+            figures.setdefault(part, {}).update(summary.pop(part))
+        figures.update(summary)
+    sizes = {part: figures.pop(part) for part in SIZES if part in figures}
+    out = {m: {str(k): round(v, 4) for k, v in vals.items()} for m, vals in figures.items()}
+    for part, metrics in sizes.items():  # as in `eval --json`: n and ci95 beside the figures
+        out[part] = {m: {str(k): v for k, v in vals.items()} for m, vals in metrics.items()}
+    return out
 
 
 def write_readme(shipped: dict) -> None:
@@ -53,16 +76,53 @@ def write_readme(shipped: dict) -> None:
              "`python scripts/reproduce.py NAME --ship`; `make reproduce` retrains them all and prints",
              "new figures beside these. Figures: dictionary `accuracy`/`r` with N distractor documents",
              "in memory (dense memory attention), `r_d` the paper's distraction ratio (§3.3),",
-             "`perplexity` with N distractor contexts in memory.", ""]
+             "`perplexity` with N distractor contexts in memory, `passkey_*` the share of passkey",
+             "prompts answered at each length (rows `95%` and `n`: Wilson interval, prompts).", ""]
     for name, rec in sorted(shipped.items()):
         lines += [f"## {name}", "", f"- command: `{rec['command']}` (seed {rec['seed']})",
-                  f"- training wall time: {rec['train_seconds']} s on {rec['machine']}", ""]
-        for metric, values in rec["figures"].items():
+                  f"- training wall time: {rec['train_seconds']} s on {rec['machine']}"]
+        if rec.get("eval_machine"):
+            lines.append(f"- figures measured on {rec['eval_machine']} in {rec['eval_seconds']} s")
+        lines.append("")
+        figures = {m: v for m, v in rec["figures"].items() if m not in SIZES}
+        ci95, n = rec["figures"].get("ci95", {}), rec["figures"].get("n", {})
+        for metric, values in figures.items():
             lines.append(f"| {metric} | " + " | ".join(values) + " |")
             lines.append("|---" * (len(values) + 1) + "|")
             lines.append("| | " + " | ".join(f"{v:.3f}" for v in values.values()) + " |")
+            if metric in ci95:
+                lines.append("| 95% | " + " | ".join(f"{low:.2f}-{high:.2f}" for low, high
+                                                    in ci95[metric].values()) + " |")
+            if metric in n:
+                lines.append("| n | " + " | ".join(str(c) for c in n[metric].values()) + " |")
+            lines.append("")
+        for pair, lengths in rec["figures"].get("paired", {}).items():
+            first, second = pair.removeprefix("passkey_").split("_vs_")
+            lines += [f"{pair}, prompt by prompt (answered by one reading only; exact McNemar p):", ""]
+            lines += [f"- {spec}: {first} only {c['only_a']}, {second} only {c['only_b']}, "
+                      f"p = {c['p']}" for spec, c in lengths.items()]
             lines.append("")
     (CHECKPOINT_DIR / "README.md").write_text("\n".join(lines))
+
+
+def ship_record(name: str, record: dict, merge: bool = False) -> dict:
+    """Replace ``name``'s entry in results.json, and nothing else: under a lock, the file is read
+    again just before writing (other runs may have shipped other entries meanwhile), then
+    replaced atomically; data/checkpoints/README.md is regenerated from it. Returns all entries.
+    ``merge``: update the entry's fields with ``record``'s, keeping the others (re-evaluation)."""
+    tag = hashlib.sha1(str(RESULTS.resolve()).encode()).hexdigest()[:12]
+    lock = Path(tempfile.gettempdir()) / f"fot_edu-results-{tag}.lock"
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        shipped = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        shipped[name] = {**shipped.get(name, {}), **record} if merge else record
+        fd, tmp = tempfile.mkstemp(prefix="results.", suffix=".tmp", dir=RESULTS.parent)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(shipped, indent=1) + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, RESULTS)
+        write_readme(shipped)
+    return shipped
 
 
 def main() -> None:
@@ -70,6 +130,10 @@ def main() -> None:
     parser.add_argument("presets", nargs="*", default=PRESETS)
     parser.add_argument("--runs", default="runs", help="training folders (default runs/)")
     parser.add_argument("--eval-only", action="store_true", help="skip training, evaluate runs/")
+    parser.add_argument("--shipped", action="store_true", help="skip training, evaluate the shipped "
+                        "data/checkpoints/NAME.pt in place; with --ship, replace only its figures "
+                        "(and eval machine/time) in results.json, keeping command, seed, training "
+                        "time and machine; the .pt file is left as it is")
     parser.add_argument("--ship", action="store_true", help="copy weights + figures to data/checkpoints/")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--trained-on", help="with --eval-only: the machine the run was trained on, "
@@ -82,31 +146,37 @@ def main() -> None:
     for name in args.presets:
         run_dir = Path(args.runs) / name
         seconds = args.train_seconds
-        if not args.eval_only:
+        if not (args.eval_only or args.shipped):
             start = time.perf_counter()
             train(preset(name), out_dir=run_dir, resume=True, device="cpu")
             seconds = round(time.perf_counter() - start, 1)
-        figures = evaluate(run_dir / "checkpoint.pt")
-        print(f"\n== {name}  (train wall time: {seconds} s)")
+        start = time.perf_counter()
+        figures = evaluate(CHECKPOINT_DIR / f"{name}.pt" if args.shipped else run_dir / "checkpoint.pt")
+        eval_seconds = round(time.perf_counter() - start, 1)
+        print(f"\n== {name}  (train wall time: {seconds} s, evaluation {eval_seconds} s)")
         old = shipped.get(name, {}).get("figures", {})
         for metric, values in figures.items():
+            if metric in SIZES:
+                continue
             for key, value in values.items():
                 before = old.get(metric, {}).get(key)
                 print(f"  {metric:>12} {key:>9}  new {value:8.4f}   shipped "
                       f"{'-' if before is None else f'{before:8.4f}'}")
         if args.ship:
+            here = (f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads, "
+                    f"torch {torch.__version__}, fp32")
+            if args.shipped:  # the training record stays; it is re-read just before writing
+                shipped = ship_record(name, {"eval_machine": here, "eval_seconds": eval_seconds,
+                                             "figures": figures}, merge=True)
+                continue
             record = {"command": f"python -m fot_edu train --preset {name}", "seed": preset(name).seed,
                       "train_seconds": seconds or shipped.get(name, {}).get("train_seconds"),
-                      "machine": args.trained_on or (
-                          f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads, "
-                          f"torch {torch.__version__}, fp32"),
+                      "machine": args.trained_on or here,
+                      "eval_machine": here, "eval_seconds": eval_seconds,
                       "figures": figures}
             CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
             export_weights(run_dir / "checkpoint.pt", CHECKPOINT_DIR / f"{name}.pt", extra=record)
-            shipped = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}  # others may have written
-            shipped[name] = record
-            RESULTS.write_text(json.dumps(shipped, indent=1) + "\n")
-            write_readme(shipped)
+            shipped = ship_record(name, record)
 
 
 if __name__ == "__main__":

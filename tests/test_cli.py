@@ -24,19 +24,21 @@ def run_json(capsys, argv):
 def test_eval_dictionary_json_shape(tiny_checkpoint, capsys):
     res = run_json(capsys, ["eval", "dictionary", "--checkpoint", str(tiny_checkpoint),
                             "--distractors", "0,1,3", "--batches", "1"])
-    assert set(res) == {"accuracy", "r", "n", "ci95"}
+    assert set(res) == {"accuracy", "value_accuracy", "r", "r_all_queries", "n", "ci95"}
     assert list(res["accuracy"]) == ["0", "1", "3"] and list(res["r"]) == ["1", "3"]
     assert all(0.0 <= v <= 1.0 for part in ("accuracy", "r") for v in res[part].values())
     assert_intervals(res)
     assert res["n"]["accuracy"]["0"] == 32 * 4  # 32 documents, 4 value tokens each (tiny-fot)
+    assert res["n"]["value_accuracy"]["0"] == 32 * 4 and res["n"]["r"]["1"] == 32  # value_len 1
 
 
 def test_eval_distraction_json_shape(tiny_checkpoint, capsys):
     res = run_json(capsys, ["eval", "distraction", "--checkpoint", str(tiny_checkpoint),
                             "--d", "2,4", "--batches", "1"])
-    assert list(res["r_d"]) == ["2", "4"]
+    assert list(res["r_d"]) == list(res["r_d_all_queries"]) == ["2", "4"]
     assert all(0.0 < v <= 1.0 for v in res["r_d"].values())
     assert_intervals(res)
+    assert res["n"]["r_d"]["2"] == 32  # one group of 32 pairs
 
 
 def test_unknown_preset_and_checkpoint_are_named(capsys):
@@ -74,7 +76,8 @@ def test_vanilla_dictionary_says_it_has_no_r(capsys):
     assert main(["eval", "dictionary", "--checkpoint", "dict-vanilla", "--distractors", "0",
                  "--batches", "1"]) == 0
     out = capsys.readouterr().out
-    assert "accuracy" in out and "no memory layer" in out and "\nr\n" not in out
+    assert "accuracy" in out and "no memory layer" in out and "\nr:" not in out
+    assert "95% interval" in out and "n (value tokens)" in out
 
 
 @pytest.mark.slow
