@@ -28,7 +28,8 @@ works only with its own document in memory and needs more than a lesson to unlea
 The two runs advance one step each in turn, so their live curves grow together. Every
 ``eval_every`` steps both are read with ``N = 15`` other documents' definitions in memory
 (a running accuracy-with-distractors figure); at the end, :func:`fot_edu.evaluate.dictionary_accuracy`
-with ``N = 0, 7, 15, 31`` and the paper's ``r_8`` (:func:`fot_edu.evaluate.distraction_curve`).
+with ``N = 0, 7, 15, 31`` and the paper's ``r_8`` at the answer queries
+(:func:`fot_edu.evaluate.distraction_summary`), each with its 95% interval.
 
 ``python -m fot_edu race [--json]`` runs it in a terminal; ``widgets.race_board`` in a notebook.
 """
@@ -44,7 +45,7 @@ import torch
 
 from .checkpoint import load_checkpoint, load_state_into
 from .config import TrainConfig
-from .evaluate import dictionary_accuracy, distraction_curve
+from .evaluate import dictionary_accuracy, distraction_summary
 from .model import FoTModel
 from .runtime import default_device, fast_mode, one_thread
 from .stats import wilson
@@ -88,19 +89,23 @@ class RaceResult:
     history: dict = field(default_factory=dict)  # run -> [{"step", "loss", "d"}, ...]
     live: dict = field(default_factory=dict)  # run -> {step: accuracy with N distractors}
     accuracy: dict = field(default_factory=dict)  # run -> {N: accuracy}
-    r_8: dict = field(default_factory=dict)  # run -> r_8
+    r_8: dict = field(default_factory=dict)  # run -> r_8 (answer queries)
+    r_8_ci95: dict = field(default_factory=dict)  # run -> [low, high], bootstrap over pairs
+    r_8_pairs: int = 0  # held-out pairs r_8 is averaged over
     n_tokens: int = 0  # value tokens scored per N in the final evaluation
     models: dict = field(default_factory=dict)  # run -> (model, cfg), both in eval mode
 
     def to_json(self) -> dict:
         """``{"seconds", "device", "models": {run: {"accuracy": {N: a}, "r_8": r, "n": ...,
-        "ci95": ...}}}``: 95% Wilson intervals of the accuracies over ``n`` value tokens."""
+        "ci95": ...}}}``: 95% Wilson intervals of the accuracies over ``n`` value tokens, and a
+        bootstrap interval of r_8 over ``n`` held-out pairs."""
         models = {}
         for run in RUNS:
             acc = {str(n): a for n, a in self.accuracy[run].items()}
             models[run] = {"accuracy": acc, "r_8": self.r_8[run],
-                           "n": {"accuracy": self.n_tokens},
-                           "ci95": {"accuracy": {n: wilson(a, self.n_tokens) for n, a in acc.items()}}}
+                           "n": {"accuracy": self.n_tokens, "r_8": self.r_8_pairs},
+                           "ci95": {"accuracy": {n: wilson(a, self.n_tokens) for n, a in acc.items()},
+                                    "r_8": self.r_8_ci95.get(run)}}
         return {"seconds": round(self.seconds, 1), "device": self.device, "models": models}
 
 
@@ -187,14 +192,17 @@ def _race(cfg: RaceConfig, device, notify) -> RaceResult:
                 notify("live", {"run": run, "step": step + 1, "accuracy": live[run][step + 1]})
     notify("evaluating", {})
     models = {run: (trainer.result().model, trainer.cfg) for run, trainer in trainers.items()}
-    accuracy, r_8 = {}, {}
+    accuracy, r_8, r_8_ci95, pairs = {}, {}, {}, 0
     for run, (model, train_cfg) in models.items():
         accuracy[run] = dictionary_accuracy(model, train_cfg, cfg.final_distractors,
                                             batch_size=cfg.final_docs, batches=1, device=device)["accuracy"]
-        r_8[run] = distraction_curve(model, train_cfg, (8,), batches=1, device=device)[8]
+        summary = distraction_summary(model, train_cfg, (8,), batches=1, device=device)
+        r_8[run], r_8_ci95[run] = summary["r_d"][8], summary["ci95"]["r_d"][8]
+        pairs = summary["n"]["r_d"][8]
     data = next(iter(models.values()))[1].data
     result = RaceResult(seconds=time.perf_counter() - t0, device=device_name(device), config=cfg,
                         history=history, live=live, accuracy=accuracy, r_8=r_8,
+                        r_8_ci95=r_8_ci95, r_8_pairs=pairs,
                         n_tokens=cfg.final_docs * data.entries_per_window * data.value_len,
                         models=models)
     notify("done", {"result": result})
@@ -205,9 +213,9 @@ def race_table(result: RaceResult) -> str:
     """The final comparison as a terminal table."""
     ns = list(result.config.final_distractors)
     tau = "" if result.config.tau is None else f" with memory temperature {result.config.tau:g}"
-    lines = [f"{'run':>4}  " + "  ".join(f"{f'acc N={n}':>9}" for n in ns) + "    r_8",
+    lines = [f"{'run':>4}  " + "  ".join(f"{f'acc N={n}':>9}" for n in ns) + "    r_8 (answer queries)",
              *(f"{run:>4}  " + "  ".join(f"{result.accuracy[run][n]:>9.3f}" for n in ns)
-               + f"  {result.r_8[run]:.3f}" for run in RUNS),
-             f"({result.n_tokens} value tokens per N; both runs fine-tuned {result.config.steps} steps "
+               + f"  {result.r_8[run]:.3f} {result.r_8_ci95.get(run)}" for run in RUNS),
+             f"({result.n_tokens} value tokens per N, r_8 over {result.r_8_pairs} pairs; both runs fine-tuned {result.config.steps} steps "
              f"from {result.config.base}{tau}; {result.seconds:.0f} s on {result.device})"]
     return "\n".join(lines)

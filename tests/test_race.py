@@ -54,6 +54,8 @@ def test_smoke_race_trains_both_runs_and_evaluates_them():
         model = out["models"][run]
         assert list(model["accuracy"]) == [str(n) for n in cfg.final_distractors]
         assert 0 < model["r_8"] <= 1 and model["n"]["accuracy"] == result.n_tokens > 0
+        low, high = model["ci95"]["r_8"]
+        assert low <= model["r_8"] <= high and model["n"]["r_8"] == 32
         for n, (low, high) in model["ci95"]["accuracy"].items():
             assert low <= model["accuracy"][n] <= high
 
