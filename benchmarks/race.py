@@ -59,7 +59,8 @@ def main(argv=None) -> int:
     record = {"command": "python benchmarks/race.py" + (f" --device {args.device}" if args.device else ""),
               "commit": commit, "machine": machine(), "python": platform.python_version(),
               "torch": torch.__version__, "load_before": before, "load_after": loadavg(),
-              "config": dataclasses.asdict(result.config), "result": out, "targets": targets}
+              "config": dataclasses.asdict(result.config), "result": out, "targets": targets,
+              "r_8_ratio": round(fot["r_8"] / d1["r_8"], 4)}
     if not args.no_record:
         path = ROOT / "docs" / "records" / f"race-{device.type}.json"
         path.write_text(json.dumps(record, indent=1) + "\n")

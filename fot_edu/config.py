@@ -256,9 +256,9 @@ PRESETS: dict[str, callable] = {
     "code-d1": lambda: _code("fot", d=1),
     "code-fot": lambda: _code("fot", d_schedule=((0, 1), (100, 2), (175, 4), (250, 8))),
     "code-mt": lambda: _code("mt"),
-    # byte-level, trained on the retrieval curriculum (fot_edu.dictionary), evaluated on passkey prompts
-    # up to 32x its training context of 2 x 256 bytes. A GPU preset: 54 s on an H200; on a 2-core
-    # CPU about 48 min (1.1-1.8 s a step on one thread, measured).
+    # byte-level, trained on the retrieval curriculum (fot_edu.passkey), evaluated on passkey prompts
+    # up to 64x its training context of 2 x 256 bytes. A GPU preset: its training time on an H200
+    # is in data/checkpoints/results.json; on a 2-core CPU it takes most of an hour.
     "passkey-fot": lambda: TrainConfig(
         model=ModelConfig(n_layers=4, d_model=128, n_heads=4, d_ff=256, memory_layers=(2,)),
         data=DataConfig(task="retrieval", window=256, entries_per_window=3),
