@@ -6,9 +6,11 @@ recipe: FoT as a short continued training of an existing model.
 **The starting point** (:func:`starting_point`): the shipped dictionary-lookup model
 :data:`RaceConfig.base` (``dict-fot``), with the temperature of its memory layer reset to
 :data:`RaceConfig.tau` (3.5; trained, it is 15-18 per head). The memory logits are ``tau * cos(q, k)``, so
-at ``tau = 3.5`` the memory softmax is blurred: with only its own document in memory the model
-still answers, but with other documents' definitions beside its own, their many keys share the
-attention (the distraction issue, §3.3). Both runs start from these weights.
+at ``tau = 3.5`` the memory softmax is blurred: attention spreads over every slot in memory, so
+the model answers poorly even with its own document alone, and worse when other documents'
+definitions share the softmax (the distraction issue, §3.3). Both runs start from these weights
+and must learn to read memory sharply again; the race asks which training makes that reading
+survive other documents.
 
 **The race**: both runs train for the same steps, on the same batches, with the same optimiser.
 The only difference is what their memory layer sees during training:
