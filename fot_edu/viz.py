@@ -246,8 +246,8 @@ def race_figures(steps: int, fot_d: int, live_distractors: int) -> tuple[go.Figu
     runs = {"d=1": "d = 1 (own C_prev only)", "FoT": f"FoT (d = {fot_d}: {fot_d - 1} negatives)"}
     loss = go.Figure([go.Scatter(x=[], y=[], mode="lines", name=label, line=dict(
         color=MODEL_COLORS[run], width=3)) for run, label in runs.items()])
-    loss.add_vline(x=0, line_dash="dot", annotation_text=f"both start from d = 1 model; FoT: d = {fot_d}",
-                   annotation_position="top right")
+    loss.add_vline(x=0, line_dash="dot", annotation_position="top right",
+                   annotation_text=f"step 0: both from one model; FoT reads d = {fot_d} contexts")
     loss.update_layout(title="Training loss, live (value tokens of C_curr and C_prev)",
                        xaxis_title="training step", xaxis_range=[0, steps],
                        yaxis_title="LM loss (nats per target token)", legend_title_text="run",
