@@ -140,6 +140,9 @@ def cmd_eval(args) -> int:
                 if other.data != cfg.data:
                     raise ValueError(f"baseline {args.baseline!r} was trained on other data than "
                                      f"{args.checkpoint!r}: the rise ratio needs the same windows")
+                if not other.model.memory_layers:
+                    raise ValueError(f"baseline {args.baseline!r} has no memory layer: its rise with "
+                                     "distractors is 0, so a ratio over it is undefined")
             res = perplexity_with_distractors(model, cfg, args.distractors, k=args.k, device=device,
                                               baseline=baseline, **sizes)
     print_result(_str_keys(res), args.json, LABELS.get(args.what), KEY_NAMES.get(args.what, ""))

@@ -61,6 +61,8 @@ def test_every_command_has_help(command, capsys):
     (["eval", "passkey", "--checkpoint", "passkey-fot", "--trials", "0"], "--trials"),
     (["eval", "passkey", "--checkpoint", "passkey-fot", "--lengths", "2x,100"], "length='100'"),
     (["eval", "distraction", "--checkpoint", "runs/no-such/checkpoint.pt"], "train --preset"),
+    (["eval", "perplexity", "--checkpoint", "code-fot", "--baseline", "code-vanilla"],
+     "has no memory layer"),
 ])
 def test_command_line_edges_fail_at_once_in_one_line(argv, expected, capsys):
     try:
