@@ -47,10 +47,13 @@ def _add_eval(sub) -> None:
             q.add_argument("--d", type=_ints, default=_ints("2,4,8,16"), help="default 2,4,8,16")
         if name == "perplexity":
             q.add_argument("--memory-tokens", type=_ints, default=None,
-                           help="instead: sweep a streaming memory's capacity, e.g. 0,512,2048 "
-                                "(single- and multi-document)")
-            q.add_argument("--docs", type=_positive, default=8, help="documents streamed in the sweep")
-            q.add_argument("--doc-tokens", type=_positive, default=4096, help="tokens kept per document")
+                           help="instead: perplexity against the size of a single-document memory, "
+                                "e.g. 0,1024,4096,16384 (the same tokens scored for every size: "
+                                "each held-out document's from the largest size on)")
+            q.add_argument("--docs", type=_positive, default=None,
+                           help="with --memory-tokens: the first DOCS long enough (default: all)")
+            q.add_argument("--doc-tokens", type=_positive, default=None,
+                           help="with --memory-tokens: tokens kept per document (default: all)")
         if name == "perplexity":
             q.add_argument("--baseline", help="another checkpoint of the same data (e.g. code-d1): "
                            "add rise_ratio, this model's rise with N distractors over the baseline's")
@@ -123,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive, help="override b, documents per step")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--base", metavar="CHECKPOINT", help="a continuation preset (text-d1, text-fot): "
+                   "the vanilla checkpoint to continue, a shipped name or a path such as "
+                   "runs/text-vanilla/checkpoint.pt (default: the preset's, the shipped text-vanilla)")
     p.add_argument("--crossbatch-scope", choices=("local", "global"), help="under torchrun: "
                    "negatives from the own rank's rows (local, default) or from every rank's "
                    "(global: as one process, d up to the global batch; costs an all-gather)")

@@ -38,7 +38,8 @@ def cmd_train(args) -> int:
     cfg = preset(args.preset)
     changes = {k: v for k, v in (("steps", args.steps), ("seed", args.seed),
                                  ("batch_size", args.batch_size),
-                                 ("crossbatch_scope", args.crossbatch_scope)) if v is not None}
+                                 ("crossbatch_scope", args.crossbatch_scope),
+                                 ("base", getattr(args, "base", None))) if v is not None}
     if changes:
         cfg = cfg.replace(**changes)
     set_threads(args)
@@ -77,8 +78,14 @@ LABELS = {
         "rise": ("perplexity with N distractors minus with the own C_prev alone (N = 0)",
                  "documents"),
         "rise_ratio": ("this model's rise over the baseline's, on the same windows", "documents")},
+    "memory": {  # eval perplexity --memory-tokens
+        "perplexity": ("perplexity of the same tokens of each held-out document (from the largest "
+                       "M on) with a memory of the M tokens of its own text before them", "documents"),
+        "drop": ("1 - perplexity with M / with no memory: the share memory takes off (paired)",
+                 "documents")},
 }
-KEY_NAMES = {"dictionary": "N", "distraction": "d", "perplexity": "N", "passkey": "length"}
+KEY_NAMES = {"dictionary": "N", "distraction": "d", "perplexity": "N", "passkey": "length",
+             "memory": "M"}
 
 
 def print_result(result: dict, as_json: bool, labels: dict | None = None, key_name: str = "") -> None:
@@ -124,15 +131,9 @@ def cmd_eval(args) -> int:
         if cfg.data.task == "dictionary":
             raise ValueError("perplexity is for corpus checkpoints; use `eval dictionary` here")
         if args.memory_tokens:
-            res = {}
-            for mode in ("single", "multi"):
-                sweep = perplexity_vs_memory(model, cfg, args.memory_tokens, k=args.k, device=device,
-                                             multi_doc=mode == "multi", num_docs=args.docs,
-                                             max_tokens_per_doc=args.doc_tokens)
-                key = f"perplexity_{mode}_doc"
-                res[key] = sweep["perplexity"]
-                for part in ("n", "ci95"):
-                    res.setdefault(part, {})[key] = sweep[part]["perplexity"]
+            res = perplexity_vs_memory(model, cfg, args.memory_tokens, k=args.k, device=device,
+                                       num_docs=args.docs, max_tokens_per_doc=args.doc_tokens,
+                                       progress=not args.json)
         else:
             baseline = None
             if args.baseline:
@@ -145,7 +146,8 @@ def cmd_eval(args) -> int:
                                      "distractors is 0, so a ratio over it is undefined")
             res = perplexity_with_distractors(model, cfg, args.distractors, k=args.k, device=device,
                                               baseline=baseline, **sizes)
-    print_result(_str_keys(res), args.json, LABELS.get(args.what), KEY_NAMES.get(args.what, ""))
+    table = "memory" if getattr(args, "memory_tokens", None) else args.what
+    print_result(_str_keys(res), args.json, LABELS.get(table), KEY_NAMES.get(table, ""))
     if note and not args.json:
         print(f"({note})")
     return 0

@@ -128,6 +128,8 @@ class TrainConfig:
     eval_batches: int = 4
     checkpoint_every: int = 200
     seed: int = 0
+    base: str | None = None  # continue a vanilla checkpoint (a shipped name or a path): its layers
+    # named in model.memory_layers become memory layers (the LongLLaMA recipe, fot_edu.longllama)
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
@@ -247,6 +249,24 @@ def _code(kind: str, **kw) -> TrainConfig:
                        mode=_mode(kind), steps=750, **kw)
 
 
+_TEXT_STEPS = 2000  # the base model's steps; a continuation trains 10% of them (LongLLaMA: < 10%)
+_TEXT_FOT_SCHEDULE = ((0, 1), (50, 4), (100, 8))
+
+
+def _text(memory_layers, **kw) -> TrainConfig:
+    """Byte-level book text (``books``, windows of 256 bytes), 4 layers, RoPE everywhere."""
+    model = ModelConfig(n_layers=4, d_model=128, n_heads=4, d_ff=256, memory_layers=memory_layers,
+                        memory_position="rope")
+    return TrainConfig(model=model, data=DataConfig(task="books", window=256), batch_size=16,
+                       **{"steps": _TEXT_STEPS, **kw})
+
+
+def _text_continued(**kw) -> TrainConfig:
+    """``text-vanilla`` continued for 10% of its steps with layer 2 a memory layer."""
+    return _text(memory_layers=(2,), base="text-vanilla", steps=_TEXT_STEPS // 10, lr=1e-3,
+                 warmup_steps=20, eval_every=50, checkpoint_every=50, **kw)
+
+
 PRESETS: dict[str, callable] = {
     "dict-vanilla": lambda: _dict("vanilla"),
     "dict-d1": lambda: _dict("fot", d=1),
@@ -263,6 +283,13 @@ PRESETS: dict[str, callable] = {
         model=ModelConfig(n_layers=4, d_model=128, n_heads=4, d_ff=256, memory_layers=(2,)),
         data=DataConfig(task="retrieval", window=256, entries_per_window=3),
         d_schedule=((0, 1), (300, 2), (500, 4), (700, 8)), batch_size=16, steps=2000),
+    # the LongLLaMA recipe at classroom scale (fot_edu.longllama): a byte-level vanilla model of
+    # book text, then two short continuations of it (10% of its steps) whose layer 2 became a
+    # memory layer (RoPE kept, memory keys at position 0): d = 1 and FoT. CPU presets: their
+    # training times on a 2-core CPU are in data/checkpoints/results.json.
+    "text-vanilla": lambda: _text(memory_layers=(), mode="plain"),
+    "text-d1": lambda: _text_continued(d=1),
+    "text-fot": lambda: _text_continued(d_schedule=_TEXT_FOT_SCHEDULE),
     # smoke-sized: seconds on a CPU, used by tests and FOT_EDU_FAST=1
     "tiny-fot": lambda: TrainConfig(
         model=ModelConfig(n_layers=2, d_model=32, n_heads=2, d_ff=64, memory_layers=(1,)),

@@ -105,6 +105,15 @@ def _check_common(split: str, batch_size: int, step: int, seed: int, windows: in
             raise ValueError(f"{name}={value!r} is not allowed: an integer >= {low}")
 
 
+def rows_available(cfg: DataConfig, split: str, windows: int = 2) -> int | None:
+    """How many distinct documents of ``split`` hold a row of ``windows`` windows (the most rows a
+    corpus batch can have); None for the synthetic tasks, which make as many rows as asked."""
+    if cfg.task in ("dictionary", "retrieval"):
+        return None
+    span = windows * cfg.window + 1
+    return sum(d.num_tokens >= span for d in _split(_corpus(cfg), cfg.large)[split])
+
+
 def training_batch(cfg: DataConfig, split: str, batch_size: int, step: int, seed: int = 0,
                    windows: int = 2) -> Batch:
     """Batch number ``step``: ``batch_size`` rows of ``windows`` consecutive windows each.

@@ -4,9 +4,9 @@ Paper: Focused Transformer §4.1 and §5.1 (perplexity against memory size, Fig.
 (passkey retrieval far beyond the training context).
 
 Both stream a long input window by window (``fot_edu.streaming``): each window's memory queries
-search the kNN memory, then its keys join it. :func:`perplexity_vs_memory` measures held-out
-documents with a memory of 0, 1k, 4k, ... tokens (cleared at each new document, or kept:
-multi-document); :func:`passkey_accuracy` hides a number in filler text and asks for it at the
+search the kNN memory, then its keys join it. :func:`perplexity_vs_memory` measures the same
+tokens of held-out documents with a memory of 0, 1k, 4k, ... tokens of their own text;
+:func:`passkey_accuracy` hides a number in filler text and asks for it at the
 end. Every figure comes with its sample size and a 95% interval (``fot_edu.stats``).
 
 Passkey, fairly: :func:`passkey_prompts` draws each length's keys and depths from its own seed,
@@ -15,6 +15,8 @@ prompt by prompt (:func:`passkey_paired`). "No memory" is the same window-by-win
 memory off, never one window longer than the model was trained on.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,37 +27,89 @@ from .datasets import eval_documents, iter_stream_windows, pad_token
 from .evaluate import nll_rows, perplexities
 from .model import FoTModel
 from .passkey import filler_chars_for_tokens, passkey_prompt, score_passkey
-from .stats import mcnemar, wilson
-from .streaming import generate
+from .stats import bootstrap, exp_ratio_of_sums, mcnemar, wilson
+from .streaming import generate, read_window
 from .tokenizer import decode, encode_tensor
 
 
-@torch.no_grad()
-def perplexity_vs_memory(model: FoTModel, cfg: TrainConfig, memory_tokens=(0, 256, 1024, 4096), *,
-                         multi_doc: bool = False, num_docs: int = 8, batch_size: int = 4,
-                         max_tokens_per_doc: int = 4096, k: int | None = None,
-                         device="cpu") -> dict:
-    """Perplexity of long held-out documents streamed window by window, against memory size.
+@dataclass(frozen=True)
+class _Span:
+    """The part of a document a memory size reads: ``tokens``/``targets`` from some offset on."""
 
-    ``memory_tokens`` = capacity of the FIFO memory (0: no memory). Single-document mode
-    (``multi_doc=False``) clears a row's memory when its document ends; multi-document mode
-    keeps it, so earlier documents stay in memory as distractors. ``n`` counts the windows read.
+    id: int
+    tokens: torch.Tensor
+    targets: torch.Tensor
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.tokens.shape[0])
+
+
+def _relative_drop(units: torch.Tensor) -> torch.Tensor:
+    """For units ``(nll with memory, tokens, nll without, tokens)``: 1 - perplexity ratio."""
+    return 1 - exp_ratio_of_sums(units[..., :2]) / exp_ratio_of_sums(units[..., 2:4])
+
+
+@torch.no_grad()
+def perplexity_vs_memory(model: FoTModel, cfg: TrainConfig, memory_tokens=(0, 1024, 4096, 16384), *,
+                         score_from: int | None = None, num_docs: int | None = None,
+                         max_tokens_per_doc: int | None = None, batch_size: int = 8,
+                         k: int | None = None, device="cpu", progress: bool = False) -> dict:
+    """Perplexity of held-out documents against the size of a single-document memory (§5.1).
+
+    Every memory size scores **the same tokens**: each document's windows from ``score_from``
+    tokens on (default: the largest size, rounded up to whole windows), up to
+    ``max_tokens_per_doc`` (default: the whole document). A memory of ``M`` tokens (a FIFO, so it
+    holds the ``M`` tokens before the window read) starts reading ``M`` tokens before
+    ``score_from``, so it is full when scoring starts; ``M = 0`` reads the window alone. Documents
+    shorter than ``score_from`` plus one window are left out; ``num_docs`` keeps the first ones.
+
+    Returns ``{"perplexity": {M: p}, "drop": {M: 1 - p(M) / p(0)}, "n": ..., "ci95": ...}``:
+    ``n`` counts documents, the intervals resample them (bootstrap; ``drop`` paired, the same
+    documents for both sizes). ``drop`` needs 0 among the sizes.
     """
+    sizes = sorted({int(m) for m in memory_tokens})
+    if not sizes or sizes[0] < 0:
+        raise ValueError(f"memory_tokens={memory_tokens!r} is not allowed: token counts >= 0")
+    n = cfg.data.window
+    start = score_from if score_from is not None else -(-sizes[-1] // n) * n
+    if not (isinstance(start, int) and start >= sizes[-1] and start % n == 0):
+        raise ValueError(f"score_from={score_from!r} is not allowed: a multiple of the window "
+                         f"({n}) of at least the largest memory size ({sizes[-1]})")
+    end = max_tokens_per_doc
+    if end is not None and end < start + n:
+        raise ValueError(f"max_tokens_per_doc={end!r} is not allowed: at least score_from + one "
+                         f"window = {start + n}")
+    docs = [d for d in eval_documents(cfg.data, "eval") if d.num_tokens >= start + n]
+    docs = docs[:num_docs] if num_docs is not None else docs
+    if not docs:
+        raise ValueError(f"no held-out document of {cfg.data.task!r} is longer than score_from + "
+                         f"one window ({start + n} tokens): lower the memory sizes or score_from")
     model = model.to(device).eval()
-    docs = eval_documents(cfg.data, "eval", count=num_docs)
-    rows = {}
-    for capacity in memory_tokens:
-        memories = model.new_memories(batch_size, capacity) if capacity and model.cfg.memory_layers else {}
-        rows[capacity] = []
-        for step in iter_stream_windows(docs, batch_size, cfg.data.window, pad_token(cfg.data),
-                                        max_tokens_per_doc=max_tokens_per_doc):
-            if not multi_doc and step.new_doc.any():
-                for memory in memories.values():
-                    memory.clear(step.new_doc)
-            tokens, targets = step.tokens.to(device), step.targets.to(device)
-            logits = model(tokens, memories=memories, k=k, doc_ids=step.doc_ids.to(device)).logits
-            rows[capacity].append(nll_rows(logits, targets))
-    return perplexities(rows)
+    memory_model = bool(model.cfg.memory_layers)
+    sums = {}
+    for size in tqdm(sizes, desc="memory sizes", disable=not progress):
+        begin = start - -(-size // n) * n  # whole windows, so windows line up with score_from
+        spans = [_Span(d.id, d.tokens[begin:end], d.targets[begin:end]) for d in docs]
+        memories = model.new_memories(batch_size, size) if size and memory_model else {}
+        offset = torch.zeros(batch_size, dtype=torch.long)
+        per_doc = {d.id: torch.zeros(2, dtype=torch.float64) for d in docs}
+        for step in iter_stream_windows(spans, batch_size, n, pad_token(cfg.data)):
+            offset = torch.where(step.new_doc, 0, offset + n)
+            out = read_window(model, step.tokens.to(device), memories, k=k,
+                              doc_ids=step.doc_ids.to(device), reset=step.new_doc)
+            rows = nll_rows(out.logits, step.targets.to(device)).double()
+            for r in torch.nonzero(step.active & (offset + begin >= start)).flatten().tolist():
+                per_doc[int(step.doc_ids[r])] += rows[r]
+        sums[size] = torch.stack([per_doc[d.id] for d in docs])
+    out = perplexities(sums)
+    if 0 in sums:
+        paired = {size: torch.cat([sums[size], sums[0]], -1) for size in sizes if size}
+        out["drop"] = {size: float(_relative_drop(u[None])[0]) for size, u in paired.items()}
+        out["n"]["drop"] = {size: len(u) for size, u in paired.items()}
+        out["ci95"]["drop"] = {size: bootstrap(u, _relative_drop) for size, u in paired.items()}
+    return {**{key: value for key, value in out.items() if key not in ("n", "ci95")},
+            "n": out["n"], "ci95": out["ci95"]}
 
 
 def parse_length(spec: str, window: int) -> int:

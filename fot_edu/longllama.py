@@ -6,7 +6,8 @@ continued training with crossbatch) and App. A.
 A pre-trained vanilla model (every layer ordinary causal attention with RoPE) is turned into a
 memory model by naming some of its layers memory layers; nothing else changes, and crossbatch
 training (``fot_edu.crossbatch``) continues from these weights with ``Trainer(cfg,
-init_state=weights)``. Two kinds of memory layer, chosen by ``position``:
+init_state=weights)``, or by naming the base in the config (``TrainConfig.base``, as the presets
+``text-d1`` and ``text-fot`` do: :func:`continuation_weights`). Two kinds of memory layer, chosen by ``position``:
 
 * ``"rope"``: LongLLaMA's. The layer keeps RoPE for its window and its plain dot-product logits;
   memory keys are stored unrotated (as if at position 0). It adds no parameter, so until
@@ -23,9 +24,10 @@ import math
 
 import torch
 
-from .config import ModelConfig
+from .checkpoint import load_checkpoint
+from .config import ModelConfig, TrainConfig
 
-__all__ = ["add_memory_layers"]
+__all__ = ["add_memory_layers", "continuation_weights"]
 
 
 def add_memory_layers(weights: dict, cfg: ModelConfig, layers: tuple[int, ...],
@@ -52,3 +54,28 @@ def add_memory_layers(weights: dict, cfg: ModelConfig, layers: tuple[int, ...],
         for i in layers:
             new[f"blocks.{i}.attn.log_tau"] = torch.full((cfg.n_heads,), math.log(new_cfg.tau_init))
     return new, new_cfg
+
+
+def continuation_weights(cfg: TrainConfig, base=None) -> dict:
+    """The weights a continuation starts from: the vanilla checkpoint ``base`` (default
+    ``cfg.base``; a shipped name or a path) with ``cfg.model.memory_layers`` made memory layers of
+    ``cfg.model.memory_position``'s kind. The base must be the same model but for its memory layers."""
+    base = cfg.base if base is None else base
+    if base is None:
+        raise ValueError("base=None is not allowed here: name the vanilla checkpoint to continue "
+                         "(TrainConfig.base or the base argument)")
+    state = load_checkpoint(base)
+    base_model = state["config"].model
+    memory_fields = ("memory_layers", "memory_kind", "memory_position", "tau_init")
+    mine = {k: v for k, v in dataclasses.asdict(cfg.model).items() if k not in memory_fields}
+    theirs = {k: v for k, v in dataclasses.asdict(base_model).items() if k not in memory_fields}
+    differ = {k: (theirs[k], mine[k]) for k in mine if mine[k] != theirs[k]}
+    if differ:
+        raise ValueError(f"base={str(base)!r} is another model: " + ", ".join(
+            f"{k}={a!r} there, {b!r} here" for k, (a, b) in differ.items()))
+    if state["config"].data.task != cfg.data.task:
+        raise ValueError(f"base={str(base)!r} was trained on task {state['config'].data.task!r}, "
+                         f"this continuation on {cfg.data.task!r}")
+    weights, _ = add_memory_layers(state["model"], base_model, cfg.model.memory_layers,
+                                   cfg.model.memory_position, cfg.model.tau_init)
+    return weights

@@ -54,8 +54,9 @@ from tqdm.auto import tqdm
 from . import distributed
 from .checkpoint import load_checkpoint, load_state_into, save_checkpoint
 from .config import TrainConfig
-from .datasets import training_batch, training_stream, vocab_size
+from .datasets import rows_available, training_batch, training_stream, vocab_size
 from .distributed import Ranks
+from .longllama import continuation_weights
 from .model import FoTModel
 from .runtime import autocast, default_device
 from .streaming import read_window
@@ -120,9 +121,21 @@ def batch_loss(model: FoTModel, cfg: TrainConfig, batch, step: int, gather=None,
 
 
 def default_batch_fn(cfg: TrainConfig, split: str) -> Callable[[int], object]:
+    """Batches of the config's task. A held-out split with fewer long-enough documents than
+    ``batch_size`` (``books`` holds 8) gives batches of as many rows as it has, if that is at least
+    the largest ``d``; otherwise it fails here, before any training, naming the numbers."""
     if cfg.mode == "stream":
         return training_stream(cfg.data, split, cfg.batch_size, seed=cfg.seed)
-    return lambda step: training_batch(cfg.data, split, cfg.batch_size, step, seed=cfg.seed)
+    rows, windows = cfg.batch_size, 2  # plain mode too: it reads both windows, each alone
+    available = rows_available(cfg.data, split, windows)
+    if split == "eval" and available is not None and available < rows:
+        d_max = max([cfg.d] + [d for _, d in cfg.d_schedule])
+        if available < d_max:
+            raise ValueError(f"d={d_max} is not allowed for corpus {cfg.data.task!r}: its held-out "
+                             f"split has only {available} documents of {windows} windows of "
+                             f"{cfg.data.window} tokens, too few for the held-out loss with d={d_max}")
+        rows = available
+    return lambda step: training_batch(cfg.data, split, rows, step, seed=cfg.seed)
 
 
 def has_targets(batch) -> bool:
@@ -176,6 +189,9 @@ class Trainer:
         self.cfg, self.batch_fn, self.eval_batch_fn, self.out_path = cfg, batch_fn, eval_batch_fn, out_path
         torch.manual_seed(cfg.seed)
         self.model = FoTModel(cfg.model).to(self.device)
+        if init_state is None and cfg.base is not None and not (resume and out_path is not None
+                                                                 and out_path.exists()):
+            init_state = continuation_weights(cfg)  # the LongLLaMA recipe: a vanilla base continued
         if init_state is not None:
             load_state_into(self.model, init_state)
         self.optimizer = make_optimizer(self.model, cfg)
@@ -291,7 +307,9 @@ def train(cfg: TrainConfig, *, out_dir=None, resume: bool = False, device=None,
             the end); None keeps everything in memory.
         resume: continue from ``out_dir/checkpoint.pt`` if it exists.
         batch_fn / eval_batch_fn: ``step -> Batch``; default: the config's data task.
-        init_state: start from these weights (a state dict) instead of a fresh model.
+        init_state: start from these weights (a state dict) instead of a fresh model. Without
+            it a config with ``base`` starts from that vanilla checkpoint, its memory layers added
+            (``fot_edu.longllama.continuation_weights``).
         callback: called with each step's history row (live plots in notebooks).
         ranks: this process's place under torchrun (``fot_edu.distributed.torchrun_process``);
             only rank 0 shows progress and writes the checkpoint.

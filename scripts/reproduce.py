@@ -23,14 +23,17 @@ import torch
 from fot_edu.checkpoint import CHECKPOINT_DIR, export_weights, load_model
 from fot_edu.config import preset
 from fot_edu.evaluate import dictionary_accuracy, distraction_summary, perplexity_with_distractors
-from fot_edu.long_context import passkey_accuracy, passkey_paired
+from fot_edu.long_context import passkey_accuracy, passkey_paired, perplexity_vs_memory
+from fot_edu.longllama import continuation_weights
 from fot_edu.train import train
 
 PRESETS = ["dict-fot", "dict-d1", "dict-vanilla", "dict-mt",
-           "code-fot", "code-d1", "code-vanilla", "code-mt", "passkey-fot"]
+           "code-fot", "code-d1", "code-vanilla", "code-mt", "passkey-fot",
+           "text-vanilla", "text-d1", "text-fot"]  # text-vanilla first: the others continue it
 RESULTS = CHECKPOINT_DIR / "results.json"
 PASSKEY_LENGTHS = ("1x", "4x", "16x", "32x", "64x")
 PASSKEY_TRIALS = 50  # prompts per length, the same for every reading
+MEMORY_TOKENS = (0, 1024, 4096, 16384)  # text-*: single-document memory sizes (dense reading)
 SIZES = ("n", "ci95", "paired")  # beside the figures in a record; not figures themselves
 
 
@@ -42,6 +45,23 @@ def evaluate(path) -> dict:
         figures.update(dictionary_accuracy(model, cfg, (0, 1, 3, 7, 15, 31, 63)))
     else:
         figures.update(perplexity_with_distractors(model, cfg, (0, 7, 15)))
+    if cfg.data.task == "books":  # the text-* models: §5.1's perplexity against memory size, and
+        # passkey (base: streamed with no memory; continuations: top-32 kNN memory)
+        sizes = MEMORY_TOKENS if model.cfg.memory_layers else (0,)
+        sweep = perplexity_vs_memory(model, cfg, sizes, score_from=MEMORY_TOKENS[-1])
+        figures["perplexity_vs_memory"] = sweep["perplexity"]
+        for part in ("n", "ci95"):
+            figures.setdefault(part, {})["perplexity_vs_memory"] = sweep[part]["perplexity"]
+        if "drop" in sweep:
+            figures["memory_drop"] = sweep["drop"]
+            for part in ("n", "ci95"):
+                figures[part]["memory_drop"] = sweep[part]["drop"]
+        name = "passkey_top32" if model.cfg.memory_layers else "passkey_no_memory"
+        res = passkey_accuracy(model, cfg, PASSKEY_LENGTHS, trials=PASSKEY_TRIALS,
+                               **({"k": 32} if model.cfg.memory_layers else {"memory": False}))
+        figures[name] = res["accuracy"]
+        for part in ("n", "ci95"):
+            figures[part][name] = res[part]["accuracy"]
     if cfg.data.task == "retrieval":  # one prompt set read three ways: paired prompt by prompt
         answers = {}
         for name, kwargs in (("passkey_top32", {"k": 32}), ("passkey_dense", {}),
@@ -148,7 +168,11 @@ def main() -> None:
         seconds = args.train_seconds
         if not (args.eval_only or args.shipped):
             start = time.perf_counter()
-            train(preset(name), out_dir=run_dir, resume=True, device="cpu")
+            cfg, init = preset(name), None
+            fresh_base = Path(args.runs) / str(cfg.base) / "checkpoint.pt"
+            if cfg.base is not None and fresh_base.exists():  # continue the base trained here
+                init = continuation_weights(cfg, base=fresh_base)
+            train(cfg, out_dir=run_dir, resume=True, device="cpu", init_state=init)
             seconds = round(time.perf_counter() - start, 1)
         start = time.perf_counter()
         figures = evaluate(CHECKPOINT_DIR / f"{name}.pt" if args.shipped else run_dir / "checkpoint.pt")
@@ -169,7 +193,11 @@ def main() -> None:
                 shipped = ship_record(name, {"eval_machine": here, "eval_seconds": eval_seconds,
                                              "figures": figures}, merge=True)
                 continue
-            record = {"command": f"python -m fot_edu train --preset {name}", "seed": preset(name).seed,
+            base = preset(name).base
+            command = f"python -m fot_edu train --preset {name}"
+            if base is not None:
+                command += f" --base {Path(args.runs) / base / 'checkpoint.pt'}"
+            record = {"command": command, "seed": preset(name).seed,
                       "train_seconds": seconds or shipped.get(name, {}).get("train_seconds"),
                       "machine": args.trained_on or here,
                       "eval_machine": here, "eval_seconds": eval_seconds,

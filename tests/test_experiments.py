@@ -50,9 +50,35 @@ def test_eval_perplexity_json_shape(code_checkpoint, capsys):
 def test_eval_perplexity_memory_sweep_json_shape(code_checkpoint, capsys):
     res = run_json(capsys, ["eval", "perplexity", "--checkpoint", code_checkpoint,
                             "--memory-tokens", "0,64", "--docs", "2", "--doc-tokens", "256"])
-    assert set(res) == {"perplexity_single_doc", "perplexity_multi_doc", "n", "ci95"}
-    assert list(res["perplexity_single_doc"]) == ["0", "64"]
+    assert set(res) == {"perplexity", "drop", "n", "ci95"}
+    assert list(res["perplexity"]) == ["0", "64"] and list(res["drop"]) == ["64"]
+    assert res["n"]["perplexity"] == {"0": 2, "64": 2}
     assert_intervals(res)
+
+
+def test_every_memory_size_scores_the_same_tokens(code_checkpoint):
+    """The sweep compares like with like: the same tokens of the same documents for every size,
+    a memory of 0 is the window read alone, and a larger memory reads more of the text before."""
+    from fot_edu.long_context import perplexity_vs_memory
+    from fot_edu.datasets import eval_documents
+    from fot_edu.evaluate import nll_rows
+
+    model, cfg = load_model(code_checkpoint)
+    n = cfg.data.window
+    res = perplexity_vs_memory(model, cfg, (0, n, 2 * n), num_docs=2, max_tokens_per_doc=4 * n)
+    assert res["perplexity"][n] != res["perplexity"][2 * n]
+    doc = [d for d in eval_documents(cfg.data) if d.num_tokens >= 3 * n][0]
+    with torch.no_grad():
+        alone = [nll_rows(model(doc.tokens[None, s:s + n]).logits, doc.targets[None, s:s + n])
+                 for s in (2 * n, 3 * n)]  # what M = 0 scores of the first document
+    one = perplexity_vs_memory(model, cfg, (0,), score_from=2 * n, num_docs=1,
+                               max_tokens_per_doc=4 * n)
+    expected = torch.exp(sum(a[0, 0] for a in alone) / sum(a[0, 1] for a in alone))
+    assert abs(one["perplexity"][0] - float(expected)) < 1e-4
+    for bad, match in (({"score_from": n + 1}, "score_from"), ({"max_tokens_per_doc": 2 * n},
+                                                                "max_tokens_per_doc")):
+        with pytest.raises(ValueError, match=match):
+            perplexity_vs_memory(model, cfg, (0, 2 * n), **bad)
 
 
 def test_eval_passkey_json_shape(code_checkpoint, capsys):

@@ -75,3 +75,51 @@ def test_bad_recipes_are_refused_with_the_value_named():
         add_memory_layers(base.state_dict(), VANILLA, (1,), "sinusoid")
     with pytest.raises(ValueError, match="memory_position='rope'"):
         ModelConfig(memory_layers=(1,), memory_kind="mt", memory_position="rope")
+
+
+def _saved_vanilla(tmp_path):
+    """A vanilla byte-level checkpoint of the books corpus, trained 2 steps."""
+    from fot_edu.config import DataConfig, TrainConfig
+    from fot_edu.train import train
+    model = ModelConfig(d_model=32, n_heads=4, d_ff=64, n_layers=3, memory_layers=(),
+                        memory_position="rope")
+    cfg = TrainConfig(model=model, data=DataConfig(task="books", window=32), mode="plain",
+                      batch_size=4, steps=2, warmup_steps=1, eval_every=2, checkpoint_every=2,
+                      eval_batches=1)
+    train(cfg, out_dir=tmp_path / "base", progress=False, device="cpu")
+    return cfg, tmp_path / "base" / "checkpoint.pt"
+
+
+def test_a_continuation_starts_from_its_base_with_memory_layers_added(tmp_path):
+    """``TrainConfig.base`` (the text-d1 / text-fot presets): the continuation's first weights
+    are the base's, and with nothing in memory it computes what the base computed."""
+    import dataclasses
+    from fot_edu.checkpoint import load_model
+    from fot_edu.longllama import continuation_weights
+    from fot_edu.train import Trainer
+
+    base_cfg, path = _saved_vanilla(tmp_path)
+    cfg = base_cfg.replace(model__memory_layers=(1,), mode="crossbatch", d=2, base=str(path))
+    trainer = Trainer(cfg, device="cpu")
+    base_model, _ = load_model(path)
+    tokens = torch.randint(0, 256, (2, 32))
+    with torch.no_grad():
+        assert_close(trainer.model.eval()(tokens).logits, base_model(tokens).logits,
+                     atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="d_model=32 there, 64 here"):
+        continuation_weights(cfg.replace(model__d_model=64))
+    with pytest.raises(ValueError, match="task 'books'"):
+        continuation_weights(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, task="proofs")))
+    with pytest.raises(ValueError, match="base=None"):
+        continuation_weights(cfg.replace(base=None))
+
+
+def test_the_text_presets_are_a_base_and_two_short_continuations_of_it():
+    from fot_edu.config import preset
+    base = preset("text-vanilla")
+    for name in ("text-d1", "text-fot"):
+        cfg = preset(name)
+        assert cfg.base == "text-vanilla" and cfg.steps <= base.steps // 10
+        assert cfg.model.memory_position == "rope" and cfg.model.memory_layers
+        assert cfg.data == base.data
+    assert preset("text-d1").d == 1 and preset("text-fot").d_at(preset("text-fot").steps) > 1

@@ -9,7 +9,7 @@ from torch.testing import assert_close
 from fot_edu.checkpoint import load_checkpoint, load_model, save_checkpoint
 from fot_edu.config import DataConfig, ModelConfig, TrainConfig
 from fot_edu.datasets import Batch
-from fot_edu.train import train
+from fot_edu.train import Trainer, train
 
 VOCAB, N, B = 16, 12, 8
 
@@ -130,3 +130,18 @@ def test_mt_trains_with_d1_only():
     with pytest.raises(ValueError, match="mode='mt'"):  # MT is a model kind, not a training mode
         tiny_cfg(model=mt_model, mode="mt")
     tiny_cfg(model=mt_model)  # d=1: fine
+
+
+def test_a_small_held_out_split_gives_smaller_eval_batches_or_fails_before_training():
+    """``books`` holds 8 held-out documents: batch 16 trains, and its held-out loss reads 8 rows
+    (it used to fail at the first evaluation, minutes into training). Too few for d: at once."""
+    from fot_edu.train import default_batch_fn
+
+    cfg = TrainConfig(model=ModelConfig(d_model=32, n_heads=2, d_ff=64, n_layers=2,
+                                        memory_layers=(1,)),
+                      data=DataConfig(task="books", window=32), batch_size=16, d=4)
+    assert default_batch_fn(cfg, "eval")(0).tokens.shape[0] == 8
+    assert default_batch_fn(cfg, "train")(0).tokens.shape[0] == 16
+    proofs = cfg.replace(data__task="proofs", d=8)  # 4 held-out documents
+    with pytest.raises(ValueError, match="d=8 is not allowed for corpus 'proofs'.*only 4"):
+        Trainer(proofs, device="cpu")
