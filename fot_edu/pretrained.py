@@ -36,10 +36,11 @@ def fallback_config(name: str, fast: bool) -> TrainConfig:
                            eval_every=steps, checkpoint_every=steps)
     layers = (1,) if cfg.model.memory_layers else ()
     model = ModelConfig(n_layers=2, d_model=32, n_heads=2, d_ff=64, memory_layers=layers,
-                        memory_kind=cfg.model.memory_kind)
+                        memory_kind=cfg.model.memory_kind, memory_position=cfg.model.memory_position)
     schedule = ((0, 1), (20, 2)) if cfg.d_schedule else ()
     small = dict(model=model, d_schedule=schedule, d=1, batch_size=8, steps=40, warmup_steps=5,
-                 eval_every=40, checkpoint_every=40, eval_batches=1)
+                 eval_every=40, checkpoint_every=40, eval_batches=1,
+                 base=None)  # a continuation's smoke model is not its base's shape: from scratch
     if cfg.data.task == "dictionary":
         return cfg.replace(**small, data=preset("tiny-fot").data)
     if cfg.data.task == "retrieval":  # one needle a window, and room for it
