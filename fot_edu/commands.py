@@ -19,7 +19,8 @@ from .corpora import DATA_DIR
 from .corpus_build import build_corpora
 from .datasets import corpus_summary, format_summary
 from .distributed import torchrun_process
-from .evaluate import dictionary_accuracy, distraction_summary, perplexity_with_distractors
+from .evaluate import dictionary_accuracy, distraction_summary
+from .perplexity import perplexity_with_distractors
 from .long_context import passkey_accuracy, perplexity_vs_memory
 from .race import RaceConfig, race, race_table
 from .report import tour, write_report

@@ -57,7 +57,7 @@ def eval_pairs(cfg: DataConfig, split: str = "eval") -> Batch:
 
 def perplexity_eval_set(cfg: TrainConfig, max_distractors: int, *, batches: int | None = None,
                         seed: int = 1234, pool_per_doc: int = 8):
-    """The fixed set behind ``evaluate.perplexity_with_distractors``.
+    """The fixed set behind ``perplexity.perplexity_with_distractors``.
 
     Returns ``(pairs, units, pool, pool_ids, chosen)``: ``pairs`` a ``Batch`` of ``(C_prev,
     C_curr)``; ``units`` ``(P,)`` the bootstrap unit of each pair; ``pool`` ``(D, n)`` windows that

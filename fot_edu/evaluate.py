@@ -1,4 +1,4 @@
-r"""Measuring distraction, and what memory buys: r_d, accuracy and perplexity with distractors.
+r"""Measuring distraction: r_d, and dictionary accuracy with distractors in memory.
 
 Paper: Focused Transformer §3.3 (the distraction issue, Fig. 3), §5.1-5.2 (perplexity and
 dictionary lookup as memory grows).
@@ -29,19 +29,16 @@ interval ``ci95`` (``fot_edu.stats``).
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
 from .config import TrainConfig
 from .crossbatch import own_context_share
 from .datasets import training_batch
-from .eval_sets import perplexity_eval_set
 from .model import FoTModel
 from .reading import fill_memories, memory_layer, read_memories, stack_items, window_items
 from .dictionary import DictionaryEvalBatch, dictionary_eval_batch
-from .stats import bootstrap, exp_ratio_of_sums, ratio_of_sums, wilson
+from .stats import bootstrap, ratio_of_sums, wilson
 from .tokenizer import IGNORE
 
 GROUP = 32  # rows per crossbatch group for r_d (d <= 32 draws its negatives inside the group)
@@ -60,7 +57,7 @@ def _pooled(sums: torch.Tensor) -> float:
     return float(sums[:, 0].sum() / sums[:, 1].sum().clamp(min=1))
 
 
-def _counts(distractors) -> list[int]:
+def distractor_counts(distractors) -> list[int]:
     """The distinct N asked for, in increasing order (each memory is the previous one plus more)."""
     counts = sorted(set(distractors))
     if not counts or not all(isinstance(num, int) and num >= 0 for num in counts):
@@ -233,7 +230,7 @@ def dictionary_accuracy(model: FoTModel, cfg: TrainConfig, distractors=(0, 1, 3,
     intervals within +-0.03 for the accuracies (Wilson's widest, at 0.5: +-0.019 for tokens,
     +-0.027 for values) and within +-0.02 for r.
     """
-    counts = _counts(distractors)
+    counts = distractor_counts(distractors)
     parts = ("accuracy", "value_accuracy", "r", "r_all_queries")
     results, n, ci95 = ({p: {} for p in parts} for _ in range(3))
     model = model.to(device).eval()
@@ -259,109 +256,3 @@ def dictionary_accuracy(model: FoTModel, cfg: TrainConfig, distractors=(0, 1, 3,
             for part in (results, n, ci95):
                 part.pop(name)
     return {**results, "n": n, "ci95": ci95}
-
-
-# ---------------------------------------------------------------------------------------------
-# perplexity with distractors
-
-def nll_rows(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``(b, 2)``: per row, the summed negative log-likelihood of its targets and their count."""
-    mask = targets != IGNORE
-    nll = F.cross_entropy(logits.float().flatten(0, -2), targets.flatten(), reduction="none",
-                          ignore_index=IGNORE).view(targets.shape)
-    return torch.stack([nll.sum(-1), mask.sum(-1).float()], dim=-1).cpu()
-
-
-def perplexities(rows: dict) -> dict:
-    """``{key: (u, 2) nll sums and counts}`` -> perplexity, units counted, bootstrap interval."""
-    rows = {key: torch.cat(r) if isinstance(r, list) else r for key, r in rows.items()}
-    rows = {key: r[r[:, 1] > 0] for key, r in rows.items()}
-    return {"perplexity": {key: math.exp(float(r[:, 0].sum()) / max(float(r[:, 1].sum()), 1))
-                           for key, r in rows.items()},
-            "n": {"perplexity": {key: len(r) for key, r in rows.items()}},
-            "ci95": {"perplexity": {key: bootstrap(r, exp_ratio_of_sums) for key, r in rows.items()}}}
-
-
-def _rise(units: torch.Tensor) -> torch.Tensor:
-    """For units ``(nll N, tokens, nll 0, tokens)``: perplexity with N minus with 0."""
-    return exp_ratio_of_sums(units[..., :2]) - exp_ratio_of_sums(units[..., 2:4])
-
-
-def _rise_ratio(units: torch.Tensor) -> torch.Tensor:
-    """For units of two models ``(rise units of a, rise units of b)``: a's rise over b's."""
-    return _rise(units[..., :4]) / _rise(units[..., 4:])
-
-
-@torch.no_grad()
-def _perplexity_units(model: FoTModel, cfg: TrainConfig, distractors, *, batches, k, seed,
-                      device, chunk: int = 64) -> dict:
-    """``{setting: (units, 2)}`` nll sums and token counts per bootstrap unit."""
-    counts = _counts(distractors)
-    pairs, units, pool, pool_ids, chosen = perplexity_eval_set(cfg, max(counts), batches=batches,
-                                                               seed=seed)
-    model = model.to(device).eval()
-    sums = {name: torch.zeros(int(units.max()) + 1, 2, dtype=torch.float64)
-            for name in ["no_memory", *counts]}
-    memory = bool(model.cfg.memory_layers)
-    pool_items = window_items(model, pool.to(device), pool_ids.to(device)) if memory else {}
-    for start in range(0, len(units), chunk):
-        rows = slice(start, start + chunk)
-        tokens, targets = pairs.tokens[rows].to(device), pairs.targets[rows, 1].to(device)
-        ids = pairs.doc_ids[rows].to(device)
-        alone = nll_rows(model(tokens[:, 1]).logits, targets)
-        results = {"no_memory": alone}
-        if memory:
-            items = [window_items(model, tokens[:, 0], ids)]
-            items += [{layer: tuple(x[chosen[rows, t].to(device)] for x in parts)
-                       for layer, parts in pool_items.items()} for t in range(max(counts))]
-            stacked = stack_items(items)
-            for num in counts:
-                memories = fill_memories(stacked, (num + 1) * tokens.shape[-1])
-                logits, _ = read_memories(model, memories, tokens[:, 1], ids, k, trace=False)
-                results[num] = nll_rows(logits, targets)
-        for name, part in results.items():
-            sums[name].index_add_(0, units[rows], part.double())
-        for num in ([] if memory else counts):  # no memory layer: reads C_curr alone anyway
-            sums[num].index_add_(0, units[rows], alone.double())
-    keep = sums["no_memory"][:, 1] > 0  # units outside a subset
-    return {name: part[keep] for name, part in sums.items()}
-
-
-@torch.no_grad()
-def perplexity_with_distractors(model: FoTModel, cfg: TrainConfig, distractors=(0, 7, 15), *,
-                                batches: int | None = None, k: int | None = None,
-                                seed: int = 1234, device="cpu",
-                                baseline: FoTModel | None = None) -> dict:
-    """Perplexity of held-out ``C_curr`` windows with the own ``C_prev`` plus ``N`` other
-    documents' windows in memory; ``"no_memory"``: ``C_curr`` read alone.
-
-    The windows (:func:`perplexity_eval_set`): for a corpus every held-out window but each
-    file's first (``batches`` keeps a fixed subset of ``16 * batches``), the same for every N;
-    ``n`` counts files and the intervals resample them (bootstrap). ``"rise"`` (when N = 0 is
-    asked for): perplexity with N distractors minus with the own ``C_prev`` alone, per N > 0,
-    with a paired bootstrap over files. ``baseline`` (another model of the same data):
-    ``"rise_ratio"``, this model's rise over the baseline's, on the same windows and distractors.
-
-    On the shipped code models (9,823 windows of 53 files) the perplexity intervals are about
-    +-0.22 (files differ), the rise's +-0.01 to +-0.02, the rise ratio's +-0.01. It takes 5
-    minutes per memory model on one thread of an idle 2-core CPU (``batches=4``: seconds).
-    """
-    units = _perplexity_units(model, cfg, distractors, batches=batches, k=k, seed=seed,
-                              device=device)
-    out = perplexities(units)
-    more = [num for num in distractors if num != 0] if 0 in distractors else []
-    figures = {"rise": {num: torch.cat([units[num], units[0]], -1) for num in more}}
-    if baseline is not None and more:
-        base = _perplexity_units(baseline, cfg, distractors, batches=batches, k=k, seed=seed,
-                                 device=device)
-        figures["rise_ratio"] = {num: torch.cat([figures["rise"][num], base[num], base[0]], -1)
-                                 for num in more}
-    for name, per_num in figures.items():
-        if not per_num:
-            continue
-        statistic = _rise if name == "rise" else _rise_ratio
-        out[name] = {num: float(statistic(u[None].double())[0]) for num, u in per_num.items()}
-        out["n"][name] = {num: len(u) for num, u in per_num.items()}
-        out["ci95"][name] = {num: bootstrap(u, statistic) for num, u in per_num.items()}
-    return {**{key: value for key, value in out.items() if key not in ("n", "ci95")},
-            "n": out["n"], "ci95": out["ci95"]}

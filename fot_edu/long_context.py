@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .config import TrainConfig
 from .datasets import eval_documents, iter_stream_windows, pad_token
-from .evaluate import nll_rows, perplexities
+from .perplexity import nll_rows, perplexities
 from .model import FoTModel
 from .passkey import filler_chars_for_tokens, passkey_prompt, score_passkey
 from .stats import bootstrap, exp_ratio_of_sums, mcnemar, wilson

@@ -22,7 +22,8 @@ import torch
 
 from fot_edu.checkpoint import CHECKPOINT_DIR, export_weights, load_model
 from fot_edu.config import preset
-from fot_edu.evaluate import dictionary_accuracy, distraction_summary, perplexity_with_distractors
+from fot_edu.evaluate import dictionary_accuracy, distraction_summary
+from fot_edu.perplexity import perplexity_with_distractors
 from fot_edu.long_context import passkey_accuracy, passkey_paired, perplexity_vs_memory
 from fot_edu.longllama import continuation_weights
 from fot_edu.train import train

@@ -10,7 +10,8 @@ import torch
 from fot_edu.__main__ import main
 from fot_edu.checkpoint import CHECKPOINT_DIR, load_model
 from fot_edu.eval_sets import perplexity_eval_set
-from fot_edu.evaluate import dictionary_accuracy, distraction_curve, perplexity_with_distractors
+from fot_edu.evaluate import dictionary_accuracy, distraction_curve
+from fot_edu.perplexity import perplexity_with_distractors
 from fot_edu.long_context import parse_length, passkey_accuracy
 
 
@@ -61,7 +62,7 @@ def test_every_memory_size_scores_the_same_tokens(code_checkpoint):
     a memory of 0 is the window read alone, and a larger memory reads more of the text before."""
     from fot_edu.long_context import perplexity_vs_memory
     from fot_edu.datasets import eval_documents
-    from fot_edu.evaluate import nll_rows
+    from fot_edu.perplexity import nll_rows
 
     model, cfg = load_model(code_checkpoint)
     n = cfg.data.window
