@@ -44,8 +44,8 @@ test: $(STAMP)
 	FOT_EDU_FAST=1 $(PY) -m pytest -q tests $(if $(NOTEBOOKS),--nbmake $(NOTEBOOKS))
 
 # retrain every preset from scratch (minutes each on a CPU) and print new figures beside the shipped ones
-reproduce: $(STAMP)
-	$(PY) scripts/reproduce.py
+reproduce: $(STAMP)  # make reproduce ARGS="--device cuda" retrains on a GPU
+	$(PY) scripts/reproduce.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

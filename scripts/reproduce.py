@@ -5,6 +5,7 @@ shipped ones (``make reproduce``). ``--ship`` replaces data/checkpoints/ with th
     python scripts/reproduce.py dict-fot dict-d1      # some of them
     python scripts/reproduce.py --eval-only --ship    # re-evaluate existing runs/ and ship them
     python scripts/reproduce.py dict-fot --shipped --ship  # re-evaluate data/checkpoints/dict-fot.pt
+    python scripts/reproduce.py text-vanilla text-d1 text-fot --device cuda  # train on a GPU
 """
 from __future__ import annotations
 
@@ -157,6 +158,9 @@ def main() -> None:
                         "time and machine; the .pt file is left as it is")
     parser.add_argument("--ship", action="store_true", help="copy weights + figures to data/checkpoints/")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="train on this device (default cpu; cuda "
+                        "retrains on a GPU, with bf16 autocast). Evaluation runs on the CPU, so "
+                        "the figures do not depend on where a model was trained")
     parser.add_argument("--trained-on", help="with --eval-only: the machine the run was trained on, "
                                              "for the record (default: this one)")
     parser.add_argument("--train-seconds", type=float, help="with --eval-only: its training wall time")
@@ -173,7 +177,7 @@ def main() -> None:
             fresh_base = Path(args.runs) / str(cfg.base) / "checkpoint.pt"
             if cfg.base is not None and fresh_base.exists():  # continue the base trained here
                 init = continuation_weights(cfg, base=fresh_base)
-            train(cfg, out_dir=run_dir, resume=True, device="cpu", init_state=init)
+            train(cfg, out_dir=run_dir, resume=True, device=args.device, init_state=init)
             seconds = round(time.perf_counter() - start, 1)
         start = time.perf_counter()
         figures = evaluate(CHECKPOINT_DIR / f"{name}.pt" if args.shipped else run_dir / "checkpoint.pt")
@@ -190,6 +194,8 @@ def main() -> None:
         if args.ship:
             here = (f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads, "
                     f"torch {torch.__version__}, fp32")
+            trained_here = here if args.device == "cpu" else (
+                f"{torch.cuda.get_device_name()} ({args.device}), bf16 autocast, torch {torch.__version__}")
             if args.shipped:  # the training record stays; it is re-read just before writing
                 shipped = ship_record(name, {"eval_machine": here, "eval_seconds": eval_seconds,
                                              "figures": figures}, merge=True)
@@ -200,7 +206,7 @@ def main() -> None:
                 command += f" --base {Path(args.runs) / base / 'checkpoint.pt'}"
             record = {"command": command, "seed": preset(name).seed,
                       "train_seconds": seconds or shipped.get(name, {}).get("train_seconds"),
-                      "machine": args.trained_on or here,
+                      "machine": args.trained_on or trained_here,
                       "eval_machine": here, "eval_seconds": eval_seconds,
                       "figures": figures}
             CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
