@@ -45,7 +45,7 @@ class _Span:
         return int(self.tokens.shape[0])
 
 
-def _relative_drop(units: torch.Tensor) -> torch.Tensor:
+def relative_drop(units: torch.Tensor) -> torch.Tensor:
     """For units ``(nll with memory, tokens, nll without, tokens)``: 1 - perplexity ratio."""
     return 1 - exp_ratio_of_sums(units[..., :2]) / exp_ratio_of_sums(units[..., 2:4])
 
@@ -105,9 +105,9 @@ def perplexity_vs_memory(model: FoTModel, cfg: TrainConfig, memory_tokens=(0, 10
     out = perplexities(sums)
     if 0 in sums:
         paired = {size: torch.cat([sums[size], sums[0]], -1) for size in sizes if size}
-        out["drop"] = {size: float(_relative_drop(u[None])[0]) for size, u in paired.items()}
+        out["drop"] = {size: float(relative_drop(u[None])[0]) for size, u in paired.items()}
         out["n"]["drop"] = {size: len(u) for size, u in paired.items()}
-        out["ci95"]["drop"] = {size: bootstrap(u, _relative_drop) for size, u in paired.items()}
+        out["ci95"]["drop"] = {size: bootstrap(u, relative_drop) for size, u in paired.items()}
     return {**{key: value for key, value in out.items() if key not in ("n", "ci95")},
             "n": out["n"], "ci95": out["ci95"]}
 

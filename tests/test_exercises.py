@@ -148,7 +148,8 @@ def test_not_implemented_errors_and_bad_outputs_never_escape(name, capsys):
     assert ok is False and "pass your function itself" in out
 
 
-@pytest.mark.parametrize("name", ["memory_attention", "crossbatch_rows", "fifo_slots"])
+@pytest.mark.parametrize("name", ["memory_attention", "crossbatch_rows", "fifo_slots",
+                                  "rope_memory_logits"])
 def test_a_wrong_shape_says_expected_and_got(name, capsys):
     exercise = getattr(ex, name)
     right = exercise.solution_function()

@@ -1,6 +1,7 @@
-"""The six later exercises (mt_attention, memory_logits, crossbatch_keys, perplexity,
-score_passkey, parse_length): right answers pass, typical mistakes are named; and every
-exercise a notebook checks exists, with the notebook's own solution passing."""
+"""The later exercises (mt_attention, memory_logits, crossbatch_keys, perplexity, score_passkey,
+parse_length; the LongLLaMA notebook's rope_memory_logits and relative_drop): right answers pass,
+typical mistakes are named; and every exercise a notebook checks exists, with the notebook's own
+solution passing."""
 import json
 import re
 from pathlib import Path
@@ -13,13 +14,15 @@ from einops import rearrange
 from fot_edu import exercises as ex
 from fot_edu.attention import mt_attention as library_mt_attention
 from fot_edu.crossbatch import crossbatch_memory
+from fot_edu.long_context import relative_drop as library_relative_drop
 from fot_edu.long_context import parse_length as library_parse_length
 from fot_edu.passkey import score_passkey as library_score_passkey
 
 ALL = ["memory_attention", "mt_attention", "memory_logits", "knn_search", "fifo_slots",
        "crossbatch_rows", "distraction_ratio", "crossbatch_keys", "perplexity", "parse_length",
-       "score_passkey"]
+       "score_passkey", "rope_memory_logits", "relative_drop"]
 SIX = ["mt_attention", "memory_logits", "crossbatch_keys", "perplexity", "score_passkey", "parse_length"]
+LONGLLAMA = ["rope_memory_logits", "relative_drop"]
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
@@ -59,6 +62,26 @@ def nll(logits, targets, reduction="mean"):
 def first_number(text):
     match = re.search(r"\d+", text)
     return match.group() if match else None
+
+
+def rope(x, cos, sin, *, halves=False, sign=1.0):
+    n = x.shape[-2]
+    cos, sin = cos[:n], sign * sin[:n]
+    if halves:
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+
+
+def rope_logits(q, mem_k, cos, sin, *, rotate_q=True, rotate_k=False, scale=True, **kw):
+    q = rope(q, cos, sin, **kw) if rotate_q else q
+    mem_k = rope(mem_k, cos, sin) if rotate_k else mem_k
+    return q @ mem_k.transpose(-1, -2) * (q.shape[-1] ** -0.5 if scale else 1.0)
+
+
+def pooled_ppl(units):
+    return torch.exp(units[:, 0].sum() / units[:, 1].sum())
 
 
 WRONG = {
@@ -114,6 +137,27 @@ WRONG = {
         (lambda spec, window: int(float(spec[:-1])) if spec.endswith("x") else int(spec),
          "taken as a number of tokens"),
     ],
+    "rope_memory_logits": [
+        (lambda q, mem_k, cos, sin: rope_logits(q, mem_k, cos, sin, rotate_k=True), "memory keys rotated too"),
+        (lambda q, mem_k, cos, sin: rope_logits(q, mem_k, cos, sin, rotate_q=False), "queries not rotated"),
+        (lambda q, mem_k, cos, sin: rope_logits(q, mem_k, cos, sin, halves=True), "rotate half"),
+        (lambda q, mem_k, cos, sin: rope_logits(q, mem_k, cos, sin, sign=-1.0), "wrong direction"),
+        (lambda q, mem_k, cos, sin: rope_logits(q, mem_k, cos, sin, scale=False), "not scaled"),
+        (lambda q, mem_k, cos, sin: torch.softmax(rope_logits(q, mem_k, cos, sin), -1), "a softmax taken"),
+    ],
+    "relative_drop": [
+        (lambda with_memory, without_memory: (1 - (with_memory[:, 0] / with_memory[:, 1]).exp()
+                                              / (without_memory[:, 0] / without_memory[:, 1]).exp()).mean().item(),
+         "own drops averaged"),
+        (lambda with_memory, without_memory: (1 - pooled_ppl(without_memory) / pooled_ppl(with_memory)).item(),
+         "upside down"),
+        (lambda with_memory, without_memory: (pooled_ppl(with_memory) / pooled_ppl(without_memory) - 1).item(),
+         "a rise, not a drop"),
+        (lambda with_memory, without_memory: (1 - with_memory[:, 0].sum() / without_memory[:, 0].sum()).item(),
+         "the losses compared"),
+        (lambda with_memory, without_memory: (pooled_ppl(without_memory) - pooled_ppl(with_memory)).item(),
+         "an absolute difference"),
+    ],
 }
 
 LIBRARY = {
@@ -122,10 +166,12 @@ LIBRARY = {
     "perplexity": lambda logits, targets: F.cross_entropy(logits.transpose(1, 2), targets).exp().item(),
     "score_passkey": library_score_passkey,
     "parse_length": library_parse_length,
+    "relative_drop": lambda with_memory, without_memory: float(
+        library_relative_drop(torch.cat([with_memory, without_memory], -1)[None])[0]),
 }
 
 
-def test_names_lists_all_eleven_in_notebook_order():
+def test_names_lists_all_thirteen_in_notebook_order():
     assert ex.names() == ALL
     assert all(isinstance(getattr(ex, name), ex.Exercise) and getattr(ex, name).name == name for name in ALL)
     assert set(ALL) <= set(ex.__all__)
@@ -153,7 +199,7 @@ def test_memory_logits_is_what_a_memory_layer_computes():
         assert torch.allclose(student(q_raw, k_raw, layer.log_tau.exp()), model, atol=1e-5)
 
 
-@pytest.mark.parametrize("name, index", [(n, i) for n in SIX for i in range(len(WRONG[n]))])
+@pytest.mark.parametrize("name, index", [(n, i) for n in SIX + LONGLLAMA for i in range(len(WRONG[n]))])
 def test_a_typical_mistake_fails_and_is_named(name, index, capsys):
     fn, words = WRONG[name][index]
     ok, out = checked(getattr(ex, name), fn, capsys)
@@ -162,11 +208,55 @@ def test_a_typical_mistake_fails_and_is_named(name, index, capsys):
     assert words in out, out
 
 
-@pytest.mark.parametrize("name", SIX)
+@pytest.mark.parametrize("name", SIX + LONGLLAMA)
 def test_three_or_more_mistakes_are_known(name):
     """The generic checks (solution, told apart, not implemented, crashes, hint) run on every
     exercise in test_exercises.py."""
     assert len(getattr(ex, name).mistakes) >= 3 and len(WRONG[name]) >= 3
+
+
+def test_rope_memory_logits_is_what_a_rope_kept_memory_layer_computes():
+    """LongLLaMA's memory layer reading a memory of another window's keys: its attention weights
+    are one softmax over [RoPE'd local logits | the exercise's memory logits]; the memory stores
+    the unrotated keys (position 0) and adds no parameter."""
+    from fot_edu.config import ModelConfig
+    from fot_edu.memory import KNNMemory
+    from fot_edu.model import Attention, Streaming
+    torch.manual_seed(0)
+    cfg = ModelConfig(memory_layers=(0,), n_layers=2, memory_position="rope")
+    layer = Attention(cfg, index=0)
+    assert not hasattr(layer, "log_tau")
+    b, n, m, h, dh = 2, 6, 5, cfg.n_heads, cfg.head_dim
+    split = lambda x: rearrange(layer.to_qkv(x), "b n (three h dh) -> three b h n dh", three=3, h=h)  # noqa: E731
+    with torch.no_grad():
+        x, x_mem = torch.randn(b, n, cfg.d_model), torch.randn(b, m, cfg.d_model)
+        _, mem_k, mem_v = split(x_mem)
+        stored = layer.qkv(x_mem)[1]
+        assert torch.equal(stored, mem_k)  # memory keeps the keys unrotated
+        memory = KNNMemory(b, h, dh, capacity=m)
+        memory.add(stored, mem_v)
+        _, trace = layer(x, Streaming({0: memory}, k=None, add=False), trace=True)
+        q, k, _ = split(x)
+        cos, sin = layer.rope.cos[:n], layer.rope.sin[:n]
+        local = (layer.rope(q) @ layer.rope(k).transpose(-1, -2) * dh ** -0.5).masked_fill(
+            ~torch.ones(n, n, dtype=torch.bool).tril(), float("-inf"))
+        student = ex.rope_memory_logits.solution_function()
+        weights = torch.softmax(torch.cat([local, student(q, mem_k, cos, sin)], -1), -1)
+        assert torch.allclose(trace.weights, weights, atol=1e-5)
+
+
+def test_relative_drop_is_the_drop_perplexity_vs_memory_reports():
+    """Pooled over documents, the drop is 1 - ppl(M) / ppl(0) of the reported perplexities."""
+    from fot_edu.config import DataConfig, ModelConfig, TrainConfig
+    from fot_edu.long_context import perplexity_vs_memory
+    from fot_edu.model import FoTModel
+    torch.manual_seed(0)
+    cfg = TrainConfig(model=ModelConfig(n_layers=2, d_model=32, n_heads=2, d_ff=64, memory_layers=(1,),
+                                        memory_position="rope"),
+                      data=DataConfig(task="books", window=32))
+    res = perplexity_vs_memory(FoTModel(cfg.model), cfg, (0, 64), num_docs=2, max_tokens_per_doc=128, k=4)
+    ppl = res["perplexity"]
+    assert res["drop"][64] == pytest.approx(1 - ppl[64] / ppl[0], rel=1e-9, abs=1e-12)
 
 
 def test_a_float_length_and_a_none_score_say_what_was_expected(capsys):

@@ -21,7 +21,7 @@ notebooks with ``### BEGIN SOLUTION`` blocks into the student versions.
 
 The exercises live in four modules, one per group of notebooks: ``attention`` (what a memory
 layer computes), ``memory`` (the kNN memory), ``crossbatch`` (training with negatives, §3.2-3.3)
-and ``metrics`` (what the long-context and passkey evaluations report). The table, like
+and ``metrics`` (what the long-context, passkey and LongLLaMA evaluations report). The table, like
 ``names()``, is in the order the notebooks meet them.
 
 ==========================  ==========================================  =========================
@@ -38,23 +38,26 @@ exercise                    what you write                              checked 
 ``perplexity``              exp of the mean loss over kept targets      ``F.cross_entropy`` (ignore_index)
 ``parse_length``            "4096" or "32x" as a number of tokens       ``long_context.parse_length``
 ``score_passkey``           is the first number the passkey?            ``passkey.score_passkey``
+``rope_memory_logits``      LongLLaMA's memory logits: RoPE on q only   ``model.Attention`` (rope)
+``relative_drop``           1 - ppl(M) / ppl(0), pooled over documents  ``long_context`` (drop)
 ==========================  ==========================================  =========================
 """
 from __future__ import annotations
 
 from ..assignments import Exercise
-from .attention import memory_attention, memory_logits, mt_attention
+from .attention import memory_attention, memory_logits, mt_attention, rope_memory_logits
 from .crossbatch import crossbatch_keys, crossbatch_rows, distraction_ratio
 from .memory import fifo_slots, knn_search
-from .metrics import parse_length, perplexity, score_passkey
+from .metrics import parse_length, perplexity, relative_drop, score_passkey
 
 __all__ = ["Exercise", "names", "memory_attention", "mt_attention", "memory_logits", "knn_search",
            "fifo_slots", "crossbatch_rows", "distraction_ratio", "crossbatch_keys", "perplexity",
-           "parse_length", "score_passkey"]
+           "parse_length", "score_passkey", "rope_memory_logits", "relative_drop"]
 
 EXERCISES = {ex.name: ex for ex in (memory_attention, mt_attention, memory_logits, knn_search,
                                     fifo_slots, crossbatch_rows, distraction_ratio, crossbatch_keys,
-                                    perplexity, parse_length, score_passkey)}
+                                    perplexity, parse_length, score_passkey, rope_memory_logits,
+                                    relative_drop)}
 
 
 def names() -> list[str]:

@@ -2,8 +2,10 @@
 report.
 
 ``perplexity`` (exp of the mean cross-entropy over the targets that count), ``score_passkey``
-(is the first number of an answer the key?) and ``parse_length`` (``"4096"`` or ``"32x"`` as a
-number of tokens). See ``fot_edu.exercises`` for how a check works.
+(is the first number of an answer the key?), ``parse_length`` (``"4096"`` or ``"32x"`` as a
+number of tokens) and ``relative_drop`` (what a memory of ``M`` tokens saves, ``1 - ppl(M) /
+ppl(0)``, pooled over the documents: the ``drop`` of ``long_context.perplexity_vs_memory``). See
+``fot_edu.exercises`` for how a check works.
 """
 from __future__ import annotations
 
@@ -14,11 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from ..assignments import Exercise, number_problem, randn, to_float
+from ..long_context import relative_drop as _library_relative_drop
 from ..long_context import parse_length as _library_parse_length
 from ..passkey import score_passkey as _library_score_passkey
 from ..tokenizer import IGNORE
 
-__all__ = ["perplexity", "score_passkey", "parse_length"]
+__all__ = ["perplexity", "score_passkey", "parse_length", "relative_drop"]
 
 
 # -- perplexity (the long-context notebook) -----------------------------------------------------
@@ -189,4 +192,79 @@ parse_length = Exercise(
             if spec.endswith("x"):                                  # a multiple of the context
                 return int(float(spec[:-1]) * 2 * window)           # 2 * window: C_prev + C_curr
             return int(spec)                                        # a token count
+        ''')
+
+
+# -- relative_drop (the LongLLaMA notebook) -----------------------------------------------------
+
+def _drop_cases() -> list[dict]:
+    gen = torch.Generator().manual_seed(8)
+    cases = []  # documents, mean loss without memory, what memory changes it by per document
+    for docs, loss, change in [(3, 1.4, -0.15), (5, 2.0, -0.05), (2, 1.1, 0.08), (1, 1.6, -0.2),
+                               (4, 1.3, 0.0)]:
+        tokens = torch.randint(200, 5000, (docs,), generator=gen).double()  # unequal documents
+        without = loss + 0.4 * torch.rand(docs, generator=gen, dtype=torch.float64)
+        with_memory = without + change * (0.5 + torch.rand(docs, generator=gen, dtype=torch.float64))
+        cases.append(dict(with_memory=torch.stack([with_memory * tokens, tokens], -1),
+                          without_memory=torch.stack([without * tokens, tokens], -1)))
+    return cases
+
+
+def _ppl(units: torch.Tensor, per_doc: bool = False) -> torch.Tensor:
+    """Pooled perplexity of ``(docs, 2)`` units (``exp(sum nll / sum tokens)``), or each
+    document's own (``per_doc``)."""
+    if per_doc:
+        return (units[:, 0] / units[:, 1]).exp()
+    return (units[:, 0].sum() / units[:, 1].sum()).exp()
+
+
+def _pooled_loss(units: torch.Tensor) -> torch.Tensor:
+    """The mean loss over all the documents' tokens, ``sum nll / sum tokens``."""
+    return units[:, 0].sum() / units[:, 1].sum()
+
+
+def _mean_loss(units: torch.Tensor) -> torch.Tensor:
+    """The documents' mean losses averaged with equal weight (not by their tokens)."""
+    return (units[:, 0] / units[:, 1]).mean()
+
+
+relative_drop = Exercise(
+    "relative_drop", "(with_memory, without_memory) -> float", _drop_cases,
+    reference=lambda **a: float(_library_relative_drop(
+        torch.cat([a["with_memory"], a["without_memory"]], -1)[None])[0]),
+    convert=to_float, compare=lambda got, expected, a: number_problem(got, expected),
+    mistakes=[
+        ("the documents' own drops averaged: pool first. Perplexity over all the documents is "
+         "exp(total loss / total tokens) with memory and without; the drop is 1 minus their ratio "
+         "(a long document counts for its tokens, as the shipped figures do).",
+         lambda a, got: (1 - _ppl(a["with_memory"], True) / _ppl(a["without_memory"], True)).mean()),
+        ("the documents' mean losses averaged with equal weight: sum the losses and the tokens "
+         "over the documents first (exp(sum nll / sum tokens)), so that every token counts once.",
+         lambda a, got: 1 - (_mean_loss(a["with_memory"]) - _mean_loss(a["without_memory"])).exp()),
+        ("the ratio upside down: the drop is 1 - ppl(M) / ppl(0), the share of the memoryless "
+         "perplexity that memory removes (positive when memory helps).",
+         lambda a, got: 1 - _ppl(a["without_memory"]) / _ppl(a["with_memory"])),
+        ("a rise, not a drop (the sign): ppl(M) / ppl(0) - 1 is positive when memory HURTS; the "
+         "drop is 1 - ppl(M) / ppl(0).", lambda a, got: _ppl(a["with_memory"]) / _ppl(a["without_memory"]) - 1),
+        ("the ratio itself: subtract it from 1 (1 - ppl(M) / ppl(0)), so that no change gives 0.",
+         lambda a, got: _ppl(a["with_memory"]) / _ppl(a["without_memory"])),
+        ("the losses compared, not the perplexities: 1 - loss(M) / loss(0) uses the mean "
+         "cross-entropies; exponentiate them first (perplexity = exp(mean loss)).",
+         lambda a, got: 1 - _pooled_loss(a["with_memory"]) / _pooled_loss(a["without_memory"])),
+        ("an absolute difference, ppl(0) - ppl(M): the drop is relative, 1 - ppl(M) / ppl(0), "
+         "so that models of different perplexities can be compared.",
+         lambda a, got: _ppl(a["without_memory"]) - _ppl(a["with_memory"])),
+    ],
+    against="the drop of fot_edu.long_context.perplexity_vs_memory",
+    hint_text="""
+        Each row is one document: [its summed negative log-likelihood (nats), its token count].
+        Pool the documents: loss = sum of column 0 / sum of column 1, perplexity = exp(loss), once
+        with memory and once without (the same tokens are scored both times). The drop is
+        1 - ppl(M) / ppl(0), a Python float: positive when memory helps, 0 when it changes
+        nothing, negative when it hurts.""",
+    solution_source='''
+        def relative_drop(with_memory, without_memory):
+            ppl_m = torch.exp(with_memory[:, 0].sum() / with_memory[:, 1].sum())       # pooled
+            ppl_0 = torch.exp(without_memory[:, 0].sum() / without_memory[:, 1].sum())
+            return (1 - ppl_m / ppl_0).item()
         ''')
