@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from .config import TrainConfig
 from .crossbatch import own_context_share
-from .datasets import training_batch
+from .datasets import rows_available, training_batch
 from .model import FoTModel
 from .reading import fill_memories, memory_layer, read_memories, stack_items, window_items
 from .dictionary import DictionaryEvalBatch, dictionary_eval_batch
@@ -103,11 +103,21 @@ def distraction_summary(model: FoTModel, cfg: TrainConfig, ds=(2, 4, 8, 16), *, 
     rows at eval steps 1000, 1001, ...) whatever d is asked for. For d <= 32 a row's ``d - 1``
     negatives are its neighbours in its group (as in training); a larger d takes them from the
     following rows of the next groups (for a corpus they may then include another window of the
-    row's own file). Default: 64 pairs, which put r_d of the shipped models within +-0.01.
+    row's own file). Default: 64 pairs, which put r_d of the shipped models within +-0.01. A
+    corpus with fewer held-out documents than 32 (``books``: 8) makes groups of that many, as
+    many pairs in all, and refuses a d larger than a group.
     """
     model = model.to(device).eval()
     layer = memory_layer(model, layer)
-    groups = [training_batch(cfg.data, "eval", GROUP, step=1000 + i, seed=cfg.seed)
+    group, available = GROUP, rows_available(cfg.data, "eval")
+    if available is not None and available < GROUP:  # books: 8 held-out documents
+        group, batches = available, batches * GROUP // available  # as many pairs, smaller groups
+        too_big = [d for d in ds if isinstance(d, int) and d > group]
+        if too_big:
+            raise ValueError(f"d={too_big[0]} is not allowed for corpus {cfg.data.task!r}: its "
+                             f"held-out split has {group} documents, so d <= {group} (negatives "
+                             f"must be other documents, not other windows of the own one)")
+    groups = [training_batch(cfg.data, "eval", group, step=1000 + i, seed=cfg.seed)
               for i in range(batches)]
     tokens = torch.cat([g.tokens for g in groups]).to(device)
     masks = {"r_d": torch.cat([g.targets[:, 1] for g in groups]).to(device) != IGNORE}
@@ -120,12 +130,12 @@ def distraction_summary(model: FoTModel, cfg: TrainConfig, ds=(2, 4, 8, 16), *, 
             raise ValueError(f"d={d!r} is not allowed: an integer in 1..{total} (the fixed pairs; "
                              f"raise batches for more)")
         for g in range(batches):
-            own = torch.arange(g * GROUP, (g + 1) * GROUP, device=device)
-            if d > GROUP:  # the group, then the d - 1 rows after it, around the whole set
-                own = torch.arange(g * GROUP, (g + 1) * GROUP + d - 1, device=device) % total
-            share = _own_share(model, tokens[own], d, layer)[:GROUP]
+            own = torch.arange(g * group, (g + 1) * group, device=device)
+            if d > group:  # the group, then the d - 1 rows after it, around the whole set
+                own = torch.arange(g * group, (g + 1) * group + d - 1, device=device) % total
+            share = _own_share(model, tokens[own], d, layer)[:group]
             for name, mask in masks.items():
-                part = None if mask is None else mask[own[:GROUP]]
+                part = None if mask is None else mask[own[:group]]
                 rows[name][d].append(_row_sums(share, part).cpu())
     out, n, ci95 = {}, {}, {}
     for name, per_d in rows.items():

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from fot_edu.config import preset
+from fot_edu.config import DataConfig, ModelConfig, TrainConfig, preset
 from fot_edu.datasets import _split
 from fot_edu.dictionary import dictionary_eval_batch
 from fot_edu.eval_sets import eval_pairs, perplexity_eval_set
@@ -138,3 +138,17 @@ def test_rise_and_rise_ratio_are_paired_over_files():
         perplexity_eval_set(cfg, 3, batches=2)[1].tolist()))
     for part in ("perplexity", "rise", "rise_ratio"):
         assert set(res["n"][part]) == set(res["ci95"][part]) == set(res[part])
+
+
+def test_r_d_on_a_corpus_with_few_held_out_documents_uses_smaller_groups():
+    """``books`` holds 8 held-out documents: r_d reads groups of 8 (as many pairs in all), and a
+    d larger than a group is refused rather than filled with the own document's other windows."""
+    cfg = TrainConfig(model=ModelConfig(d_model=32, n_heads=2, d_ff=64, n_layers=2, memory_layers=(1,)),
+                      data=DataConfig(task="books", window=32))
+    torch.manual_seed(0)
+    model = FoTModel(cfg.model)
+    res = distraction_summary(model, cfg, (2, 8), batches=1)
+    assert res["n"]["r_d"] == {2: 32, 8: 32}
+    assert 0 < res["r_d"][8] < 1
+    with pytest.raises(ValueError, match="d=16 is not allowed for corpus 'books'.*8 documents"):
+        distraction_summary(model, cfg, (2, 16), batches=1)
