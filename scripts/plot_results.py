@@ -99,8 +99,62 @@ def passkey(results: dict, ax) -> bool:
     return True
 
 
+TEXT = (("text-fot", "fot", "text-fot: FoT continuation (d ramped to 8)"),
+        ("text-d1", "d1", "text-d1: d = 1 continuation"),
+        ("text-vanilla", "vanilla", "text-vanilla: the base (no memory layer)"))
+
+
+def _with_intervals(ax, rec: dict, metric: str, kind: str, label: str, positions=None) -> bool:
+    """``metric`` of record ``rec`` with its 95% bars, in ``kind``'s style."""
+    values = rec.get("figures", {}).get(metric) if rec else None
+    if not values:
+        return False
+    keys = list(values)
+    bars = rec["figures"].get("ci95", {}).get(metric)
+    yerr = None if not bars else [[values[k] - bars[k][0] for k in keys],
+                                  [bars[k][1] - values[k] for k in keys]]
+    n = rec["figures"].get("n", {}).get(metric, {}).get(keys[0])
+    color, fmt = STYLE[kind]
+    xs = positions(keys) if positions else [float(k) for k in keys]
+    ax.errorbar(xs, [values[k] for k in keys], yerr=yerr, fmt=fmt, color=color, capsize=3,
+                label=label + (f" (n = {n})" if n else ""))
+    return True
+
+
+def text_memory(results: dict, ax) -> bool:
+    """§5.1 at classroom scale: what a single-document memory takes off book perplexity, paired
+    (the same tokens with and without memory; across books perplexity differs far more)."""
+    drawn = [_with_intervals(ax, results.get(name), "memory_drop", kind, label)
+             for name, kind, label in TEXT[:2]]
+    ax.axhline(0, color="black", lw=1)
+    ax.axhline(0.05, color="#1f77b4", ls=":", lw=1, label="the issue's target for FoT at 16k")
+    ax.set(xscale="log", xlabel="memory of the book's own earlier text (tokens)",
+           ylabel="drop: 1 - ppl(M) / ppl(0)", title="Books: what memory takes off perplexity (§5.1)")
+    ax.set_xticks([1024, 4096, 16384], ["1k", "4k", "16k"])
+    ax.minorticks_off()
+    return any(drawn)
+
+
+def text_passkey(results: dict, ax) -> bool:
+    """The LongLLaMA recipe on passkey: the base (no memory) against its continuations."""
+    drawn = [_with_intervals(ax, results.get(name), metric, kind, label,
+                             positions=lambda keys: list(range(len(keys))))
+             for (name, kind, label), metric in zip(TEXT, ("passkey_top32", "passkey_top32",
+                                                           "passkey_no_memory"))]
+    lengths = [list(results[name]["figures"].get(metric, {}))
+               for (name, _, _), metric in zip(TEXT, ("passkey_top32",) * 2 + ("passkey_no_memory",))
+               if name in results]
+    if any(lengths):
+        keys = max(lengths, key=len)
+        ax.set_xticks(range(len(keys)), keys)
+    ax.set(xlabel="prompt length (x training context of 512 bytes)", ylabel="passkey accuracy",
+           ylim=(-0.05, 1.05), title="Passkey: base vs continued with memory")
+    return any(drawn)
+
+
 FIGURES = {"dictionary_accuracy": dictionary_accuracy, "distraction_ratio": distraction,
-           "code_perplexity": code_perplexity, "passkey": passkey}
+           "code_perplexity": code_perplexity, "passkey": passkey, "text_memory": text_memory,
+           "text_passkey": text_passkey}
 
 
 def main(argv=None) -> int:

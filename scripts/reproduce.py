@@ -56,7 +56,7 @@ def evaluate(path) -> dict:
         figures["perplexity_vs_memory"] = sweep["perplexity"]
         for part in ("n", "ci95"):
             figures.setdefault(part, {})["perplexity_vs_memory"] = sweep[part]["perplexity"]
-        if "drop" in sweep:
+        if sweep.get("drop"):  # only with memory sizes beside 0
             figures["memory_drop"] = sweep["drop"]
             for part in ("n", "ci95"):
                 figures[part]["memory_drop"] = sweep[part]["drop"]

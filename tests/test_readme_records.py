@@ -1,7 +1,8 @@
 """Every figure the README states is held by a results record written by a script.
 
 A *figure* here is a decimal number with at least two decimals (``0.958``, ``[0.39, 0.47]``,
-``+0.295``, ``3.514``) or a number with a thousands separator (``10,708``), outside code blocks
+``+0.295``, ``3.514``; a minus sign right before it is part of it: ``-0.0182`` must be held
+as negative) or a number with a thousands separator (``10,708``), outside code blocks
 and inline code. It is held when some number in a record rounds to it at the README's precision.
 Records: ``data/checkpoints/results.json`` (scripts/reproduce.py) and ``docs/records/*.json``
 (benchmarks/*.py, scripts/time_notebooks.py). A figure that is not a measurement (a constant, a
@@ -26,7 +27,7 @@ NOT_FIGURES = {
 }
 
 _CODE = re.compile(r"```.*?```|`[^`\n]*`", re.S)
-_FIGURE = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+\.\d{2,})(?![\w.]*\d)")
+_FIGURE = re.compile(r"(?<![\w.])(-?\d{1,3}(?:,\d{3})+|-?\d+\.\d{2,})(?![\w.]*\d)")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE]-?\d+)?")
 
 
@@ -75,6 +76,9 @@ def test_every_readme_figure_is_in_a_record():
 def test_the_check_finds_figures_and_tells_held_from_missing():
     assert readme_figures("acc 0.958 [0.39, 0.47], 10,708 tok/s, `0.123` v3.11.7 x 4.7x") == \
         ["0.958", "0.39", "0.47", "10,708"]
+    assert readme_figures("drop -0.0182 [-0.0232, -0.0136], range 0.28-0.51") == \
+        ["-0.0182", "-0.0232", "-0.0136", "0.28", "0.51"]
+    assert held("-0.018", [Decimal("-0.0182")]) and not held("0.018", [Decimal("-0.0182")])
     numbers = [Decimal("0.95781"), Decimal("10708.2")]
     assert held("0.958", numbers) and held("0.96", numbers) and held("10,708", numbers)
     assert not held("0.957", numbers) and not held("0.95", numbers)
