@@ -240,6 +240,20 @@ def timing_figure(results: dict, title: str, ytitle: str) -> go.Figure:
     return fig.update_layout(yaxis_title=ytitle, legend_title_text="search backend")
 
 
+def loss_curve_figure(curves: dict, d_switches: dict | None = None, title: str = "") -> go.Figure:
+    """Training loss against step (a numeric axis): ``curves`` ``{run: {step: loss}}``;
+    ``d_switches`` ``{step: d}`` marks where crossbatch's ``d`` changes (a dotted line each)."""
+    fig = go.Figure([go.Scatter(x=sorted(curve), y=[curve[s] for s in sorted(curve)], name=run,
+                                mode="lines", line=dict(color=MODEL_COLORS.get(run)))
+                     for run, curve in curves.items()])
+    for step, d in (d_switches or {}).items():
+        fig.add_vline(x=step, line_dash="dot", annotation_text=f"d = {d}",
+                      annotation_position="top right")
+    return fig.update_layout(title=title or "Training loss", xaxis_title="training step",
+                             yaxis_title="LM loss (nats per target token)",
+                             legend_title_text="run", height=400)
+
+
 def race_figures(steps: int, fot_d: int, live_distractors: int) -> tuple[go.Figure, go.Figure]:
     """Empty live figures of the race (``fot_edu.race``): training loss and accuracy with
     ``live_distractors`` documents in memory, one line per run, filled in as it trains."""

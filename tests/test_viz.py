@@ -74,6 +74,13 @@ def test_static_figures_are_labelled(snap):
     assert fig3.data[0].type == "scatter3d" and fig3.layout.scene.zaxis.title.text
 
 
+def test_loss_curve_has_a_numeric_step_axis_and_marks_the_d_switches():
+    fig = viz.loss_curve_figure({"FoT": {0: 2.0, 1: 1.5, 10: 1.2}}, d_switches={5: 4, 8: 8})
+    _labelled(fig)
+    assert list(fig.data[0].x) == [0, 1, 10]  # numbers, not category labels
+    assert [a.text for a in fig.layout.annotations] == ["d = 4", "d = 8"]
+
+
 def test_key_space_marks_query_neighbours_and_true_key(snap):
     q = snap.answer_queries[0]
     fig = viz.key_space_figure(snap, head=0, query=q)
