@@ -99,10 +99,16 @@ def write_readme(shipped: dict) -> None:
              "`fot_edu.checkpoint.load_model(\"dict-fot\")` or `--checkpoint dict-fot`. Each file holds",
              "weights, config and training history (no optimizer state), written by",
              "`python scripts/reproduce.py NAME --ship`; `make reproduce` retrains them all and prints",
-             "new figures beside these. Figures: dictionary `accuracy`/`r` with N distractor documents",
-             "in memory (dense memory attention), `r_d` the paper's distraction ratio (§3.3),",
-             "`perplexity` with N distractor contexts in memory, `passkey_*` the share of passkey",
-             "prompts answered at each length (rows `95%` and `n`: Wilson interval, prompts).", ""]
+             "new figures beside these. Figures: dictionary `accuracy` (value tokens) and",
+             "`value_accuracy` (whole values) with N distractor documents in memory (dense memory",
+             "attention), `r`/`r_all_queries` the own document's share of memory attention at the",
+             "answer queries / every query; `r_d` (and `r_d_all_queries`) the paper's distraction",
+             "ratio (§3.3); `perplexity` with N distractor contexts in memory and its `rise` over",
+             "N = 0; `perplexity_vs_memory` the same tokens of each held-out book with a memory of M",
+             "tokens of its own text, `memory_drop` = 1 - ppl(M) / ppl(0); `passkey_*` the share of",
+             "passkey prompts answered at each length. Rows `95%` and `n`: the interval (Wilson for",
+             "shares, bootstrap otherwise) and what it counts (tokens, values, documents, pairs,",
+             "prompts).", ""]
     for name, rec in sorted(shipped.items()):
         lines += [f"## {name}", "", f"- command: `{rec['command']}` (seed {rec['seed']})",
                   f"- training wall time: {rec['train_seconds']} s on {rec['machine']}"]
