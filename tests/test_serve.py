@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from servers import free_port, stop
+from servers import free_port, stop, terminal_signals
 from fot_edu import serve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,7 +122,7 @@ def test_make_lab_headless_prints_a_working_url(tmp_path):
             [sys.executable, "-m", "fot_edu", "lab", "--port", str(port),
              "--ServerApp.port_retries=0", "--LabApp.news_url="],
             cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=terminal_signals)
     # the URL with the token the server generated: what a user copies into a browser
     url_re = re.compile(rf"http://127\.0\.0\.1:{port}/lab\?token=([0-9a-f]{{16,}})")
     try:
@@ -212,7 +212,8 @@ def test_present_prints_its_url_and_stops_on_ctrl_c(tmp_path):
     code = f"import sys; from fot_edu.serve import run_present; sys.exit(run_present('race', port={port}))"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=terminal_signals)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 90

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
-from servers import free_port, stop
+from servers import free_port, stop, terminal_signals
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -80,7 +80,7 @@ def present(chromium, tmp_path, request):
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(present_command(app, port), cwd=REPO, env=env,
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+                                    start_new_session=True, preexec_fn=terminal_signals)
         procs.append((proc, log_path))
         url = f"http://127.0.0.1:{port}/"
         deadline = time.monotonic() + 120
