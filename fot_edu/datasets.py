@@ -114,6 +114,20 @@ def rows_available(cfg: DataConfig, split: str, windows: int = 2) -> int | None:
     return sum(d.num_tokens >= span for d in _split(_corpus(cfg), cfg.large)[split])
 
 
+def held_out_rows(cfg: DataConfig, batch_size: int, d_max: int = 1) -> int:
+    """Rows of a held-out batch: ``batch_size``, or as many documents as the held-out split has
+    when that is fewer (``books``: 8), if that still fits ``d_max``; otherwise a ``ValueError``
+    at once, before any training (rather than at the first evaluation, minutes in)."""
+    available = rows_available(cfg, "eval")
+    if available is None or available >= batch_size:
+        return batch_size
+    if available < d_max:
+        raise ValueError(f"d={d_max} is not allowed for corpus {cfg.task!r}: its held-out split has "
+                         f"only {available} documents of 2 windows of {cfg.window} tokens, too few "
+                         f"for the held-out loss with d={d_max}")
+    return available
+
+
 def training_batch(cfg: DataConfig, split: str, batch_size: int, step: int, seed: int = 0,
                    windows: int = 2) -> Batch:
     """Batch number ``step``: ``batch_size`` rows of ``windows`` consecutive windows each.

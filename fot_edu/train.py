@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 from . import distributed
 from .checkpoint import load_checkpoint, load_state_into, save_checkpoint
 from .config import TrainConfig
-from .datasets import rows_available, training_batch, training_stream, vocab_size
+from .datasets import held_out_rows, training_batch, training_stream, vocab_size
 from .distributed import Ranks
 from .longllama import continuation_weights
 from .model import FoTModel
@@ -121,20 +121,12 @@ def batch_loss(model: FoTModel, cfg: TrainConfig, batch, step: int, gather=None,
 
 
 def default_batch_fn(cfg: TrainConfig, split: str) -> Callable[[int], object]:
-    """Batches of the config's task. A held-out split with fewer long-enough documents than
-    ``batch_size`` (``books`` holds 8) gives batches of as many rows as it has, if that is at least
-    the largest ``d``; otherwise it fails here, before any training, naming the numbers."""
+    """Batches of the config's task; held-out batches of a small split may have fewer rows
+    (``datasets.held_out_rows``: books holds 8 documents)."""
     if cfg.mode == "stream":
         return training_stream(cfg.data, split, cfg.batch_size, seed=cfg.seed)
-    rows, windows = cfg.batch_size, 2  # plain mode too: it reads both windows, each alone
-    available = rows_available(cfg.data, split, windows)
-    if split == "eval" and available is not None and available < rows:
-        d_max = max([cfg.d] + [d for _, d in cfg.d_schedule])
-        if available < d_max:
-            raise ValueError(f"d={d_max} is not allowed for corpus {cfg.data.task!r}: its held-out "
-                             f"split has only {available} documents of {windows} windows of "
-                             f"{cfg.data.window} tokens, too few for the held-out loss with d={d_max}")
-        rows = available
+    rows = cfg.batch_size if split != "eval" else held_out_rows(
+        cfg.data, cfg.batch_size, max([cfg.d] + [d for _, d in cfg.d_schedule]))
     return lambda step: training_batch(cfg.data, split, rows, step, seed=cfg.seed)
 
 
