@@ -4,10 +4,9 @@
 
 1. **Copying inside the window.** Memory retrieval is copying from far away: a query finds the
    earlier occurrence of what it reads and takes what followed. A model that cannot do that
-   inside its own window has nothing for a memory layer to extend. Each of 64 rows is 100 bytes
-   of held-out book text, 56 other bytes, then the same 100 bytes again, all in one window; the
-   loss on the second copy against the first says whether the model copies (a copying model
-   predicts the second almost free). Interval: bootstrap over the rows.
+   inside its own window has nothing for a memory layer to extend (``fot_edu.copying.copy_gap``:
+   64 rows of 100 bytes of held-out book text, 56 other bytes, the same 100 bytes again, all in
+   one window; the loss on the second copy against the first; bootstrap over the rows).
 2. **Where a memory layer's attention goes** (crossbatch reading, d = 8, the held-out pairs of
    ``evaluate.distraction_summary``): the share of the layer's attention on local keys and on the
    memory (the 8 previous windows), r_8 (own previous window's share of the memory part), and
@@ -27,42 +26,15 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from fot_edu.checkpoint import load_model  # noqa: E402
-from fot_edu.datasets import eval_documents, training_batch  # noqa: E402
+from fot_edu.copying import copy_gap  # noqa: E402
+from fot_edu.datasets import training_batch  # noqa: E402
 from fot_edu.evaluate import distraction_summary  # noqa: E402
-from fot_edu.stats import bootstrap  # noqa: E402
 
 NAMES = ("text-vanilla", "text-d1", "text-fot")
-ROWS, SPAN, GAP = 64, 100, 56
-
-
-@torch.no_grad()
-def copying(model, cfg, seed: int = 0) -> dict:
-    """Mean loss (nats) on the first and the second copy of a repeated span, and their gap."""
-    gen = torch.Generator().manual_seed(seed)
-    docs = [d for d in eval_documents(cfg.data, "eval") if d.num_tokens > 2 * SPAN + GAP + 1]
-    rows = []
-    for i in range(ROWS):
-        doc = docs[i % len(docs)]
-        start = int(torch.randint(0, doc.num_tokens - SPAN, (1,), generator=gen))
-        other = int(torch.randint(0, doc.num_tokens - GAP, (1,), generator=gen))
-        span = doc.tokens[start:start + SPAN]
-        rows.append(torch.cat([span, doc.tokens[other:other + GAP], span]))
-    tokens = torch.stack(rows)
-    logits = model.eval()(tokens).logits[:, :-1]
-    nll = F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten(), reduction="none")
-    nll = nll.view(ROWS, -1)
-    first = nll[:, :SPAN - 1].mean(-1)  # predicting bytes 1..99 of the first copy
-    second = nll[:, SPAN + GAP:2 * SPAN + GAP - 1].mean(-1)  # the same bytes, second time
-    units = torch.stack([first, second], -1).double()
-    return {"first_copy_nll": first.mean().item(), "second_copy_nll": second.mean().item(),
-            "gap": (first - second).mean().item(),
-            "gap_ci95": bootstrap(units, lambda r: (r[..., 0] - r[..., 1]).mean(-1)),
-            "rows": ROWS}
 
 
 @torch.no_grad()
@@ -88,7 +60,7 @@ def main(argv=None) -> int:
     results = {}
     for name in NAMES:
         model, cfg = load_model(args.runs / name / "checkpoint.pt" if args.runs else name)
-        results[name] = {"copying": copying(model, cfg)}
+        results[name] = {"copying": copy_gap(model, cfg)}
         if model.cfg.memory_layers:
             results[name]["memory_attention"] = memory_attention(model, cfg)
         print(name, json.dumps(results[name]))
