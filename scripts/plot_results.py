@@ -3,8 +3,9 @@
     python scripts/plot_results.py            # -> docs/results/*.png
     python scripts/plot_results.py --out DIR
 
-Every number comes from the shipped record that ``scripts/reproduce.py --ship`` wrote; nothing is
-measured here. A figure whose checkpoints are missing from the record is skipped with a note.
+Every number comes from the shipped record that ``scripts/reproduce.py --ship`` wrote, or (the copy
+figure) from the records ``scripts/copy_emergence.py`` and ``scripts/text_diagnostic.py`` wrote in
+``docs/records``; nothing is measured here. A figure whose records are missing is skipped with a note.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from fot_edu.config import preset  # noqa: E402
 RESULTS = ROOT / "data" / "checkpoints" / "results.json"
 STYLE = {"fot": ("#1f77b4", "-o"), "d1": ("#d62728", "-s"), "mt": ("#9467bd", "-^"),
          "vanilla": ("#7f7f7f", "--x")}
@@ -152,9 +155,44 @@ def text_passkey(results: dict, ax) -> bool:
     return any(drawn)
 
 
+RECORDS = ROOT / "docs" / "records"
+COPY_ARMS = {"synthetic": "random bytes, a string twice in every window",
+             "strings": "book text, half the rows with such strings"}
+
+
+def copy_emergence(results: dict, ax) -> bool:
+    """Does the text models' architecture learn to copy inside its window, and when? The copy gap
+    (loss on a span's first copy minus its second) against training steps, per training run."""
+    drawn = False
+    colors = iter(("#2ca02c", "#ff7f0e", "#17becf", "#bcbd22"))
+    for path in sorted(RECORDS.glob("copy-emergence-*-cpu.json")):
+        record = json.loads(path.read_text())
+        (arm,), curve, color = record["arm"], record["curve"], next(colors)
+        for content, fmt in (("random", "-o"), ("text", "--s")):
+            steps = [point["step"] for point in curve]
+            gaps = [point[content]["gap"] for point in curve]
+            bars = [point[content]["gap_ci95"] for point in curve]
+            ax.errorbar(steps, gaps, yerr=[[g - b[0] for g, b in zip(gaps, bars)],
+                                           [b[1] - g for g, b in zip(gaps, bars)]],
+                        fmt=fmt, color=color, capsize=2, ms=3,
+                        label=f"{COPY_ARMS[arm]} ({steps[-1]} steps); spans of {content} "
+                              f"(n = {curve[0][content]['rows']})")
+            drawn = True
+    diagnostic = RECORDS / "text-diagnostic-cpu.json"
+    if drawn and diagnostic.exists():
+        base = json.loads(diagnostic.read_text())["results"]["text-vanilla"]["copying"]
+        ax.errorbar([preset("text-vanilla").steps], [base["gap"]], yerr=[[base["gap"] - base["gap_ci95"][0]],
+                                                 [base["gap_ci95"][1] - base["gap"]]],
+                    fmt="x", color="#7f7f7f", capsize=2, label="text-vanilla (book text only); spans of text")
+    ax.axhline(0, color="black", lw=1)
+    ax.set(xlabel="training steps (batch 16, window 256)", ylabel="copy gap (nats / byte)",
+           title="Does the base learn to copy in its window?")
+    return drawn
+
+
 FIGURES = {"dictionary_accuracy": dictionary_accuracy, "distraction_ratio": distraction,
            "code_perplexity": code_perplexity, "passkey": passkey, "text_memory": text_memory,
-           "text_passkey": text_passkey}
+           "text_passkey": text_passkey, "copy_emergence": copy_emergence}
 
 
 def main(argv=None) -> int:
