@@ -160,12 +160,12 @@ COPY_ARMS = {"synthetic": "trained on random bytes + strings",  # scripts/copy_e
              "strings": "trained on books + strings"}
 
 
-def copy_emergence(results: dict, ax) -> bool:
+def copy_emergence(records: Path, ax) -> bool:
     """Does the text models' architecture learn to copy inside its window, and when? The copy gap
     (loss on a span's first copy minus its second) against training steps, per training run."""
     drawn = False
     colors = iter(("#2ca02c", "#ff7f0e", "#17becf", "#bcbd22"))
-    for path in sorted(RECORDS.glob("copy-emergence-*-cpu.json")):
+    for path in sorted(records.glob("copy-emergence-*-cpu.json")):
         record = json.loads(path.read_text())
         (arm,), curve, color = record["arm"], record["curve"], next(colors)
         for content, fmt in (("random", "-o"), ("text", "--s")):
@@ -177,46 +177,53 @@ def copy_emergence(results: dict, ax) -> bool:
                         fmt=fmt, color=color, capsize=2, ms=3,
                         label=f"{COPY_ARMS[arm]} ({steps[-1]} steps): {content} spans")
             drawn = True
-    diagnostic = RECORDS / "text-diagnostic-cpu.json"
-    if drawn and diagnostic.exists():
+    if not drawn:
+        return False
+    diagnostic = records / "text-diagnostic-cpu.json"
+    if diagnostic.exists():
         base = json.loads(diagnostic.read_text())["results"]["text-vanilla"]["copying"]
-        ax.errorbar([preset("text-vanilla").steps], [base["gap"]], yerr=[[base["gap"] - base["gap_ci95"][0]],
-                                                 [base["gap_ci95"][1] - base["gap"]]],
-                    fmt="x", color="#7f7f7f", capsize=2, label="text-vanilla (books only): text spans")
+        low, high = base["gap_ci95"]
+        ax.errorbar([preset("text-vanilla").steps], [base["gap"]],
+                    yerr=[[base["gap"] - low], [high - base["gap"]]], fmt="x", color="#7f7f7f",
+                    capsize=2, label="text-vanilla (books only): text spans")
     ax.axhline(0, color="black", lw=1)
     rows = curve[0]["text"]["rows"]
     ax.set(xlabel="training steps (batch 16, window 256)",
            ylabel=f"copy gap, nats/byte ({rows} rows, 95%)",
            title="Copying in the window (a perfect copier's gap = its first-copy loss)")
     ax.title.set_fontsize(9)
-    return drawn
+    return True
 
 
 FIGURES = {"dictionary_accuracy": dictionary_accuracy, "distraction_ratio": distraction,
            "code_perplexity": code_perplexity, "passkey": passkey, "text_memory": text_memory,
-           "text_passkey": text_passkey, "copy_emergence": copy_emergence}
+           "text_passkey": text_passkey}
+RECORD_FIGURES = {"copy_emergence": copy_emergence}  # drawn from the records in --records
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--records", type=Path, default=RECORDS)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
     args = parser.parse_args(argv)
     if not args.results.exists():
         raise SystemExit(f"{args.results} not found: run scripts/reproduce.py --ship first")
     results = json.loads(args.results.read_text())
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, draw in FIGURES.items():
+    for name, draw, source in ([(n, f, results) for n, f in FIGURES.items()]
+                               + [(n, f, args.records) for n, f in RECORD_FIGURES.items()]):
         fig, ax = plt.subplots(figsize=(5.6, 3.6), dpi=90)
-        if draw(results, ax):
+        if draw(source, ax):
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
             fig.tight_layout()
             fig.savefig(args.out / f"{name}.png")
             print(f"wrote {args.out / f'{name}.png'}")
         else:
-            print(f"skipped {name}: its checkpoints are not in {args.results}")
+            where = args.records if source is args.records else args.results
+            print(f"skipped {name}: its records are not in {where}")
         plt.close(fig)
     return 0
 

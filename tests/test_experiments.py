@@ -146,8 +146,16 @@ def test_plot_results_draws_one_png_per_finding_from_the_record(tmp_path):
     record = {"dict-fot": {"figures": {"accuracy": {"0": 1.0, "7": 0.9}, "r_d": {"2": 0.9, "8": 0.6}}},
               "code-d1": {"figures": {"perplexity": {"no_memory": 4.0, "0": 3.8, "7": 4.2}}}}
     (tmp_path / "results.json").write_text(json.dumps(record))
-    assert plot.main(["--results", str(tmp_path / "results.json"), "--out", str(tmp_path)]) == 0
+    records = tmp_path / "records"
+    records.mkdir()
+    args = ["--results", str(tmp_path / "results.json"), "--records", str(records), "--out", str(tmp_path)]
+    assert plot.main(args) == 0
     drawn = sorted(p.name for p in tmp_path.glob("*.png"))
-    # no passkey-fot in this record: that figure is skipped, not drawn empty
+    # no passkey-fot in this record, no copy-emergence record: skipped, not drawn empty
     assert drawn == ["code_perplexity.png", "dictionary_accuracy.png", "distraction_ratio.png"]
     assert all((tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in drawn)
+    gap = {"gap": 0.1, "gap_ci95": [0.0, 0.2], "rows": 4}
+    (records / "copy-emergence-synthetic-cpu.json").write_text(json.dumps(
+        {"arm": {"synthetic": {}}, "curve": [{"step": s, "text": gap, "random": gap} for s in (0, 10)]}))
+    assert plot.main(args) == 0
+    assert (tmp_path / "copy_emergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
