@@ -71,9 +71,12 @@ def copy_gap(model: FoTModel, cfg: TrainConfig, *, rows: int = 64, span: int = 1
     else:
         piece = torch.randint(*PRINTABLE, (rows, span), generator=gen)
         tokens = torch.cat([piece, torch.randint(*PRINTABLE, (rows, gap), generator=gen), piece], 1)
+    weight = next(model.parameters(), None)
+    if weight is not None:  # the model's device: CPU or GPU
+        tokens = tokens.to(weight.device)
     logits = model.eval()(tokens).logits[:, :-1]
     nll = F.cross_entropy(logits.flatten(0, 1).float(), tokens[:, 1:].flatten(), reduction="none")
-    nll = nll.view(rows, -1)
+    nll = nll.cpu().view(rows, -1)
     first = nll[:, :span - 1].mean(-1)  # predicting bytes 2..span of the first copy
     second = nll[:, span + gap:2 * span + gap - 1].mean(-1)  # the same bytes, the second time
     units = torch.stack([first, second], -1).double()

@@ -2,6 +2,7 @@
 
     python scripts/copy_emergence.py --arm synthetic [--steps 2000] [--every 200]
     python scripts/copy_emergence.py --arm strings
+    python scripts/copy_emergence.py --arm synthetic --steps 50000 --every 2500 --device cuda  # a GPU
 
 LongLLaMA's recipe extends a skill its base already has: finding an earlier occurrence and
 copying what followed (``fot_edu.copying``). ``text-vanilla`` does not have it after its 2000
@@ -16,7 +17,8 @@ and on random strings every ``--every`` steps, then passkey at 1x without memory
 * ``strings``: book text in which half the rows carry such strings (``share=0.5``): copying
   pays, but text statistics compete for the same steps.
 
-Writes ``docs/records/copy-emergence-<arm>-cpu.json`` (command, seed, commit, machine, seconds).
+Writes ``docs/records/copy-emergence-<arm>-<cpu|gpu>.json`` (command, seed, commit, machine,
+seconds); a run of other than 2000 steps adds its steps to the name.
 """
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ def main(argv=None) -> int:
     parser.add_argument("--arm", choices=sorted(ARMS), required=True)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--every", type=int, default=200)
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -66,7 +69,9 @@ def main(argv=None) -> int:
         return with_repeats(plain(step), arm["share"], np.random.default_rng([cfg.seed, step, 11]),
                             background=arm["background"])
 
-    trainer = Trainer(cfg, batch_fn=batch_fn, eval_batch_fn=default_batch_fn(cfg, "eval"))
+    trainer = Trainer(cfg, device=args.device, batch_fn=batch_fn,
+                      eval_batch_fn=default_batch_fn(cfg, "eval"))
+    gpu = trainer.device.type == "cuda"
     start = time.perf_counter()
     curve = [{"step": 0, **probe(trainer.model, cfg)}]
     while not trainer.done:
@@ -80,14 +85,16 @@ def main(argv=None) -> int:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip() or "unknown"
     record = {"command": f"python scripts/copy_emergence.py --arm {args.arm} --steps {args.steps} "
-                         f"--every {args.every}",
+                         f"--every {args.every}" + (" --device cuda" if gpu else ""),
               "seed": cfg.seed, "commit": commit,
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, 1 torch thread, torch "
-                         f"{torch.__version__}, python {platform.python_version()}",
+              "machine": (torch.cuda.get_device_name() + ", " if gpu else "")
+                         + f"{platform.machine()}, {os.cpu_count()} cores, 1 torch thread, torch "
+                           f"{torch.__version__}, python {platform.python_version()}",
               "seconds": round(time.perf_counter() - start, 1), "arm": {args.arm: arm},
               "config": "text-vanilla preset, from scratch, steps=%d" % args.steps,
               "curve": curve, "passkey_1x_no_memory": passkey}
-    out = args.out or ROOT / "docs" / "records" / f"copy-emergence-{args.arm}-cpu.json"
+    name = f"copy-emergence-{args.arm}" + ("" if args.steps == 2000 else f"-{args.steps}")
+    out = args.out or ROOT / "docs" / "records" / f"{name}-{'gpu' if gpu else 'cpu'}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {out}")

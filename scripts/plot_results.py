@@ -165,7 +165,7 @@ def copy_emergence(records: Path, ax) -> bool:
     (loss on a span's first copy minus its second) against training steps, per training run."""
     drawn = False
     colors = iter(("#2ca02c", "#ff7f0e", "#17becf", "#bcbd22"))
-    for path in sorted(records.glob("copy-emergence-*-cpu.json")):
+    for path in sorted(records.glob("copy-emergence-*.json")):
         record = json.loads(path.read_text())
         (arm,), curve, color = record["arm"], record["curve"], next(colors)
         for content, fmt in (("random", "-o"), ("text", "--s")):
