@@ -17,7 +17,7 @@ from .checkpoint import load_model
 from .config import preset
 from .corpora import DATA_DIR
 from .corpus_build import build_corpora
-from .datasets import corpus_summary, format_summary
+from .data_summary import corpus_summary, format_summary
 from .distributed import torchrun_process
 from .evaluate import dictionary_accuracy, distraction_summary
 from .perplexity import perplexity_with_distractors

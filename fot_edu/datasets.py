@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import statistics
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
@@ -40,14 +39,13 @@ from . import dictionary
 from .passkey import retrieval_pair
 from .runtime import OnDevice
 from .config import DataConfig
-from .corpora import (CORPORA, EVAL_FRACTION, SPLIT_SEED, Document, corpus_info, load_corpus,
+from .corpora import (CORPORA, EVAL_FRACTION, SPLIT_SEED, Document, load_corpus,
                       split_documents)
 from .tokenizer import IGNORE, VOCAB_SIZE
 
 __all__ = ["Batch", "Document", "StreamStep", "load_corpus", "split_documents", "vocab_size",
            "pad_token", "training_batch", "eval_documents", "iter_stream_windows",
-           "stream_documents", "training_stream", "WindowStream", "corpus_summary",
-           "format_summary", "CORPORA"]
+           "stream_documents", "training_stream", "WindowStream", "CORPORA"]
 
 SPLITS = ("train", "eval")
 
@@ -297,40 +295,3 @@ def training_stream(cfg: DataConfig, split: str, batch_size: int, seed: int = 0)
     :func:`stream_documents` one window at a time (:func:`iter_stream_windows`)."""
     return WindowStream(lambda: iter_stream_windows(stream_documents(cfg, split, seed, batch_size),
                                                     batch_size, cfg.window, pad_token(cfg)))
-
-
-# ---------------------------------------------------------------------------------------------
-# looking at the data: `python -m fot_edu data show CORPUS` and notebooks
-
-def corpus_summary(name: str, large: bool = False, sample_chars: int = 400) -> dict:
-    """Counts, sizes, provenance and a sample of corpus ``name`` (or of the dictionary task)."""
-    if name == "dictionary":
-        cfg = DataConfig(task="dictionary")
-        doc = dictionary.dictionary_documents(cfg, 1, windows=3)[0]
-        windows = doc.tokens.reshape(3, cfg.window)
-        return {"corpus": "dictionary", "vocab_size": vocab_size(cfg), "window": cfg.window,
-                "num_symbols": cfg.num_symbols, "key_len": cfg.key_len,
-                "value_len": cfg.value_len, "entries_per_window": cfg.entries_per_window,
-                "sample_name": doc.name,
-                "sample": "\n".join(f"window {j}: {dictionary.format_window(w, cfg)}"
-                                    for j, w in enumerate(windows))}
-    docs = load_corpus(name, large)
-    train, evals = split_documents(docs, EVAL_FRACTION, SPLIT_SEED)
-    sizes = [d.num_tokens for d in docs]
-    info = corpus_info(name, large)
-    sample = max(evals, key=lambda d: d.num_tokens)
-    out = {"corpus": name, "documents": len(docs), "train_documents": len(train),
-           "eval_documents": len(evals), "tokens": sum(sizes), "min_tokens": min(sizes),
-           "median_tokens": int(statistics.median(sizes)), "max_tokens": max(sizes),
-           "source": info.get("source", ""), "license": info.get("license", ""),
-           "sample_name": sample.name, "sample": sample.text[:sample_chars]}
-    if "python_version" in info:
-        out["python_version"] = info["python_version"]
-    return out
-
-
-def format_summary(summary: dict) -> str:
-    """The summary as a few readable lines followed by the sample."""
-    lines = [f"{k:>18}: {v}" for k, v in summary.items() if k not in ("sample", "sample_name")]
-    lines += ["", f"--- sample: {summary['sample_name']} ---", summary["sample"]]
-    return "\n".join(lines)

@@ -11,9 +11,9 @@ from fot_edu.config import DataConfig
 from fot_edu.__main__ import main
 from fot_edu.corpora import (CORPORA, Document, clear_cache, corpus_info, load_corpus,
                              split_documents)
-from fot_edu.datasets import (Batch, corpus_summary, eval_documents, format_summary,
-                              iter_stream_windows, pad_token, training_batch,
-                              vocab_size)
+from fot_edu.data_summary import corpus_summary, format_summary
+from fot_edu.datasets import (Batch, eval_documents, iter_stream_windows, pad_token,
+                              training_batch, vocab_size)
 
 
 @pytest.fixture
