@@ -1,4 +1,5 @@
-"""Shared helpers for the benchmark scripts: side-by-side timing, tables, machine description.
+"""Shared helpers for the benchmark scripts: side-by-side timing and tables (the machine
+description and records: ``fot_edu.evaluation.records``).
 
 Every benchmark times its variants *interleaved* (A, B, C, A, B, C, ...) and reports medians and
 ratios of medians, so that a noisy shared machine slows all variants alike and the ratios stay
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -16,26 +16,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as `python benchmarks/x.py` from a fresh checkout
-    sys.path.insert(0, str(ROOT))
-
-
-def machine() -> str:
-    """One line: CPU model, cores, torch build and threads (plus the GPU when there is one)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    text = (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads, python {platform.python_version()}")
-    if torch.cuda.is_available():
-        text += f", GPU {torch.cuda.get_device_name()}"
-    return text
+from fot_edu.evaluation.records import machine
 
 
 def sync(device) -> None:

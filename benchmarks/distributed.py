@@ -3,7 +3,7 @@
 ``python benchmarks/distributed.py [--preset dict-fot] [--steps 15] [--rounds 2]``
 
 Every variant trains the same preset with the same *global* batch (``b`` documents a step, d = 8
-from the start), one torch thread per process, through ``fot_edu.train.Trainer`` as ``torchrun
+from the start), one torch thread per process, through ``fot_edu.training.train.Trainer`` as ``torchrun
 -m fot_edu train`` runs it:
 
 * ``1 process``: the ordinary single-process run;
@@ -14,18 +14,15 @@ Variants run in turn, round after round (A, B, C, A, B, C), each in fresh proces
 steps and process start are not timed. Tokens/s counts both windows of every row of the global
 batch. The machine's load average is recorded at each run: on a shared 2-core machine a second
 process competes with everyone else's work, so read the scaling against the load. Writes the
-record ``docs/records/distributed-cpu.json`` (command, commit, machine, load, results).
+record ``results/records/distributed-cpu.json`` (command, commit, machine, load, results).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import platform
 import socket
 import statistics
-import subprocess
 import sys
 import time
 
@@ -33,11 +30,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from common import ROOT, machine  # noqa: E402 (sets sys.path)
-from race import loadavg  # noqa: E402
-from fot_edu import distributed  # noqa: E402
-from fot_edu.config import preset  # noqa: E402
-from fot_edu.train import Trainer  # noqa: E402
+from fot_edu.config import preset
+from fot_edu.evaluation.records import RECORDS_DIR, Recording, load_average, write_record
+from fot_edu.training import distributed
+from fot_edu.training.train import Trainer
 
 VARIANTS = {"1 process": (1, "local"), "2 ranks, local": (2, "local"),
             "2 ranks, global": (2, "global")}
@@ -96,10 +92,10 @@ def main(argv=None) -> int:
     cfg = preset(args.preset).replace(d=args.d, d_schedule=(), steps=total, warmup_steps=0,
                                       eval_every=total, checkpoint_every=total)
     runs = {name: [] for name in VARIANTS}
-    load_before = loadavg()
+    recording = Recording(seed=cfg.seed)
     for _ in range(args.rounds):
         for name, (world_size, scope) in VARIANTS.items():
-            load = loadavg()
+            load = load_average()
             result = measure(cfg.replace(crossbatch_scope=scope), world_size, args.warmup, args.steps)
             runs[name].append({**result, "load_at_start": load})
             print(f"{name:>16}: {result['tokens_per_s']:8,.0f} tokens/s "
@@ -108,26 +104,16 @@ def main(argv=None) -> int:
     scaling = {name: round(tps / median["1 process"], 3) for name, tps in median.items()}
     print("median tokens/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in median.items()))
     print("scaling vs 1 process: " + ", ".join(f"{k} {v}x" for k, v in scaling.items()))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    if subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode:
-        commit += " (with uncommitted changes)"
-    record = {"command": " ".join(["python benchmarks/distributed.py", *(argv or sys.argv[1:])]),
-              "commit": commit, "machine": machine(), "python": platform.python_version(),
-              "torch": torch.__version__, "threads_per_process": 1, "cpu_count": os.cpu_count(),
-              "load_before": load_before, "load_after": loadavg(),
+    record = {"threads_per_process": 1, "cpu_count": os.cpu_count(),
               "setup": {"preset": args.preset, "d": args.d, "global_batch": cfg.batch_size,
                         "window": cfg.data.window, "warmup_steps": args.warmup,
                         "timed_steps": args.steps, "rounds": args.rounds, "backend": "gloo"},
               "median_tokens_per_s": {k: round(v) for k, v in median.items()},
               "scaling_vs_1_process": scaling, "runs": runs}
     if not args.no_record:
-        path = ROOT / "docs" / "records" / "distributed-cpu.json"
-        path.write_text(json.dumps(record, indent=1) + "\n")
-        print(f"record: {path.relative_to(ROOT)}")
+        print(f"record: {write_record(RECORDS_DIR / 'distributed-cpu.json', recording, **record)}")
     return 0
 
 
 if __name__ == "__main__":
-    os.chdir(ROOT)
     sys.exit(main())

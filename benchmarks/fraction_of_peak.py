@@ -17,13 +17,12 @@ from __future__ import annotations
 import contextlib
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-
 from common import compare, finish, quick_flag, table  # noqa: E402  (sets sys.path)
+from torch.utils.flop_counter import FlopCounterMode
+from train_step import make_step
 
 from fot_edu.config import ModelConfig
 from fot_edu.model import FoTModel
-from train_step import make_step
 
 
 def matmul_flops_per_s(size: int, autocast, device, repeats: int) -> float:

@@ -10,7 +10,6 @@ import json
 import sys
 
 import torch
-
 from common import finish, quick_flag  # noqa: E402  (sets sys.path)
 
 

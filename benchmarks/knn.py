@@ -19,14 +19,13 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from common import compare, finish, quick_flag, table  # noqa: E402  (sets sys.path)
 
-from fot_edu.checkpoint import CHECKPOINT_DIR, load_model
 from fot_edu.config import preset
-from fot_edu.datasets import eval_documents
+from fot_edu.data.batches import eval_documents
 from fot_edu.memory import KNNMemory
-from fot_edu.train import train
+from fot_edu.training.checkpoint import CHECKPOINT_DIR, load_model
+from fot_edu.training.train import train
 
 K = 32
 

@@ -1,8 +1,8 @@
 """The live race against its targets, recorded: ``python benchmarks/race.py [--device cuda]``.
 
-Runs ``fot_edu.race.race`` (what ``python -m fot_edu race`` and notebook 04 run), prints the
+Runs ``fot_edu.teaching.race.race`` (what ``python -m fot_edu race`` and notebook 04 run), prints the
 result beside the targets of the live-training issue, and writes the record
-``docs/records/race-{device}.json``: command, git commit, machine, Python and torch versions, load
+``results/records/race-{device}.json``: command, git commit, machine, Python and torch versions, load
 average before and after, the race's configuration (seeds included) and its results with 95%
 intervals. Time it with nothing else running (the load is recorded so a reader can tell).
 
@@ -14,23 +14,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
-import subprocess
 import sys
 
-import torch
-
-from common import ROOT, machine  # noqa: E402 (sets sys.path)
-from fot_edu.race import RaceConfig, race, race_table  # noqa: E402
-from fot_edu.runtime import default_device  # noqa: E402
-
-
-def loadavg() -> str:
-    try:
-        return open("/proc/loadavg").read().split(" ")[0]
-    except OSError:
-        return "unknown"
+from fot_edu.evaluation.records import RECORDS_DIR, Recording, write_record
+from fot_edu.runtime import default_device
+from fot_edu.teaching.race import RaceConfig, race, race_table
 
 
 def main(argv=None) -> int:
@@ -40,8 +28,9 @@ def main(argv=None) -> int:
     parser.add_argument("--no-record", action="store_true", help="print only, write no record")
     args = parser.parse_args(argv)
     device = default_device(args.device)
-    before = loadavg()
-    result = race(RaceConfig(), device=device, threads=args.threads)
+    config = RaceConfig()
+    recording = Recording(seed=config.data_seed, device=device)
+    result = race(config, device=device, threads=args.threads)
     out = result.to_json()
     fot, d1 = out["models"]["FoT"], out["models"]["d=1"]
     limit = 30 if device.type == "cuda" else 180
@@ -54,21 +43,14 @@ def main(argv=None) -> int:
     print(race_table(result))
     for name, ok in targets.items():
         print(f"  {'met ' if ok else 'MISS'}  {name}")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    record = {"command": "python benchmarks/race.py" + (f" --device {args.device}" if args.device else ""),
-              "commit": commit, "machine": machine(), "python": platform.python_version(),
-              "torch": torch.__version__, "load_before": before, "load_after": loadavg(),
-              "config": dataclasses.asdict(result.config), "result": out, "targets": targets,
-              "r_8_ratio": round(fot["r_8"] / d1["r_8"], 4)}
     if not args.no_record:
-        path = ROOT / "docs" / "records" / f"race-{device.type}.json"
-        path.write_text(json.dumps(record, indent=1) + "\n")
-        print(f"record: {path.relative_to(ROOT)}")
+        path = write_record(RECORDS_DIR / f"race-{device.type}.json", recording,
+                            config=dataclasses.asdict(result.config), result=out, targets=targets,
+                            r_8_ratio=round(fot["r_8"] / d1["r_8"], 4))
+        print(f"record: {path}")
     print(json.dumps(out))
     return 0
 
 
 if __name__ == "__main__":
-    os.chdir(ROOT)
     sys.exit(main())

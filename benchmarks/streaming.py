@@ -31,13 +31,12 @@ import contextlib
 
 import torch
 import torch.nn.functional as F
+from common import compare, finish, quick_flag, rss_mib, table  # noqa: E402  (sets sys.path)
 from einops import rearrange
 
-from common import compare, finish, quick_flag, rss_mib, table  # noqa: E402  (sets sys.path)
-
-from fot_edu.checkpoint import load_model
-from fot_edu.datasets import eval_documents
+from fot_edu.data.batches import eval_documents
 from fot_edu.memory import KNNMemory
+from fot_edu.training.checkpoint import load_model
 
 TOP_K = 32
 

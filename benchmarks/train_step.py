@@ -14,7 +14,6 @@ import contextlib
 
 import torch
 import torch.nn.functional as F
-
 from common import compare, finish, quick_flag, table  # noqa: E402  (sets sys.path)
 
 from fot_edu.config import ModelConfig

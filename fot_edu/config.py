@@ -129,7 +129,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     seed: int = 0
     base: str | None = None  # continue a vanilla checkpoint (a shipped name or a path): its layers
-    # named in model.memory_layers become memory layers (the LongLLaMA recipe, fot_edu.longllama)
+    # named in model.memory_layers become memory layers (the LongLLaMA recipe, fot_edu.training.longllama)
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
@@ -276,17 +276,17 @@ PRESETS: dict[str, callable] = {
     "code-d1": lambda: _code("fot", d=1),
     "code-fot": lambda: _code("fot", d_schedule=((0, 1), (100, 2), (175, 4), (250, 8))),
     "code-mt": lambda: _code("mt"),
-    # byte-level, trained on the retrieval curriculum (fot_edu.passkey), evaluated on passkey prompts
+    # byte-level, trained on the retrieval curriculum (fot_edu.data.passkey), evaluated on passkey prompts
     # up to 64x its training context of 2 x 256 bytes. A GPU preset: its training time on an H200
-    # is in data/checkpoints/results.json; on a 2-core CPU it takes most of an hour.
+    # is in results/checkpoints.json; on a 2-core CPU it takes most of an hour.
     "passkey-fot": lambda: TrainConfig(
         model=ModelConfig(n_layers=4, d_model=128, n_heads=4, d_ff=256, memory_layers=(2,)),
         data=DataConfig(task="retrieval", window=256, entries_per_window=3),
         d_schedule=((0, 1), (300, 2), (500, 4), (700, 8)), batch_size=16, steps=2000),
-    # the LongLLaMA recipe at classroom scale (fot_edu.longllama): a byte-level vanilla model of
+    # the LongLLaMA recipe at classroom scale (fot_edu.training.longllama): a byte-level vanilla model of
     # book text, then two short continuations of it (10% of its steps) whose layer 2 became a
     # memory layer (RoPE kept, memory keys at position 0): d = 1 and FoT. CPU presets: their
-    # training times on a 2-core CPU are in data/checkpoints/results.json.
+    # training times on a 2-core CPU are in results/checkpoints.json.
     "text-vanilla": lambda: _text(memory_layers=(), mode="plain"),
     "text-d1": lambda: _text_continued(d=1),
     "text-fot": lambda: _text_continued(d_schedule=_TEXT_FOT_SCHEDULE),

@@ -12,7 +12,7 @@ The own :math:`C_\text{prev}` is the **positive** (it holds what the window need
 the loss pushes the queries towards the positive's keys *and away from* the negatives' keys, as in
 contrastive learning, but with no new loss and no new parameters: it is the ordinary LM loss. The
 result is a key space in which keys of different documents are far apart, so that at inference a
-memory crowded with other documents does not distract (§3.3, ``fot_edu.evaluate``).
+memory crowded with other documents does not distract (§3.3, ``fot_edu.evaluation.distraction``).
 
 ``d = 1`` sees only its own previous window: the non-contrastive baseline ("FoT d=1"), which is
 also what the Memorizing Transformer trains on. ``d`` must be in ``1..b``. The paper's advice:

@@ -34,7 +34,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .faiss_search import FAISS_BACKENDS, FaissIndexes, ivf_lists
+from fot_edu.faiss_search import FAISS_BACKENDS, FaissIndexes, ivf_lists
 
 BACKENDS = ("exact",) + FAISS_BACKENDS
 __all__ = ["BACKENDS", "KNNMemory", "SearchResult", "fifo_slots"]

@@ -40,7 +40,7 @@ queries and keys are rotated by their positions as in any layer; memory keys (an
 ``C_prev`` keys) are stored unrotated, i.e. encoded as if they sat at position 0; logits are plain
 dot products times ``dh ** -0.5``, with no normalisation and no temperature. Such a layer has no
 parameters of its own, so it computes exactly what the pre-trained layer computed until memory is
-added: the LongLLaMA recipe (``fot_edu.longllama``). Small models trained from scratch do well
+added: the LongLLaMA recipe (``fot_edu.training.longllama``). Small models trained from scratch do well
 without positions in memory layers (``"none"``, the default).
 """
 from __future__ import annotations
@@ -54,10 +54,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from .attention import memory_attention, mt_attention
-from .config import ModelConfig
-from .crossbatch import crossbatch_memory
-from .memory import KNNMemory
+from fot_edu.attention import memory_attention, mt_attention
+from fot_edu.config import ModelConfig
+from fot_edu.crossbatch import crossbatch_memory
+from fot_edu.memory import KNNMemory
 
 
 @dataclass
@@ -102,7 +102,7 @@ class Crossbatch:
     d: int
     negatives: str = "neighbours"  # or "hard" (fot_edu.crossbatch)
     doc_ids: torch.Tensor | None = None  # (b,) document of each row, for traces
-    gather: Callable | None = None  # N processes (fot_edu.distributed): (b, ...) -> (N*b, ...)
+    gather: Callable | None = None  # N processes (fot_edu.training.distributed): (b, ...) -> (N*b, ...)
     rank: int = 0  # with gather: this process holds rows rank*b .. (rank+1)*b - 1 of the N*b
 
 
@@ -264,7 +264,7 @@ class FoTModel(nn.Module):
 
         ``d``: crossbatch dimension (needs ``(b, 2, n)``). ``memories``: ``{layer: KNNMemory}``
         for streaming one window (``k=None``: dense, all memory). ``doc_ids``: ``(b,)``.
-        ``gather``, ``rank``: crossbatch negatives from every process (``fot_edu.distributed``).
+        ``gather``, ``rank``: crossbatch negatives from every process (``fot_edu.training.distributed``).
         """
         self._check_tokens(tokens, d, memories)
         context = None

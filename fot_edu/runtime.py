@@ -9,8 +9,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+from pathlib import Path
 
 import torch
+
+# The checkout this package sits in (the repository root): the shipped data/, notebooks/ and apps/
+# are found beside the package from here.
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 
 def default_device(requested: str | None = None) -> torch.device:

@@ -15,7 +15,7 @@ the local context; whenever it holds ``n`` tokens it is pushed into memory and a
 
 :func:`read_window` is one step of that reading, for every row at once: clear the memory of rows
 whose document starts here, then search, attend and add. Evaluation calls it without gradients;
-stream training (the Memorizing Transformer's recipe, ``mode="stream"`` in ``fot_edu.train``)
+stream training (the Memorizing Transformer's recipe, ``mode="stream"`` in ``fot_edu.training.train``)
 calls it with them: the gradient reaches the current window only, since what memory returns was
 stored detached.
 """
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import torch
 
-from .memory import KNNMemory
-from .model import FoTModel, ModelOutput
+from fot_edu.memory import KNNMemory
+from fot_edu.model import FoTModel, ModelOutput
 
 
 def read_window(model: FoTModel, tokens: torch.Tensor, memories: dict[int, KNNMemory], *,

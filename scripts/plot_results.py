@@ -1,11 +1,11 @@
-"""The README's result figures, drawn from ``data/checkpoints/results.json`` (one PNG a finding).
+"""The README's result figures, drawn from ``results/checkpoints.json`` (one PNG a finding).
 
-    python scripts/plot_results.py            # -> docs/results/*.png
+    python scripts/plot_results.py            # -> results/figures/*.png
     python scripts/plot_results.py --out DIR
 
 Every number comes from the shipped record that ``scripts/reproduce.py --ship`` wrote, or (the copy
-figure) from the records ``scripts/copy_emergence.py`` and ``scripts/text_diagnostic.py`` wrote in
-``docs/records``; nothing is measured here. A figure whose records are missing is skipped with a note.
+figure) from the records ``experiments/copy_emergence.py`` and ``experiments/text_diagnostic.py`` wrote in
+``results/records``; nothing is measured here. A figure whose records are missing is skipped with a note.
 """
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 from fot_edu.config import preset  # noqa: E402
-RESULTS = ROOT / "data" / "checkpoints" / "results.json"
+from fot_edu.evaluation.records import RECORDS_DIR, RESULTS_DIR  # noqa: E402
+
+RESULTS = RESULTS_DIR / "checkpoints.json"
 STYLE = {"fot": ("#1f77b4", "-o"), "d1": ("#d62728", "-s"), "mt": ("#9467bd", "-^"),
          "vanilla": ("#7f7f7f", "--x")}
 LABELS = {"fot": "FoT (crossbatch, d ramped to 8)", "d1": "d = 1 (no negatives)",
@@ -155,8 +155,8 @@ def text_passkey(results: dict, ax) -> bool:
     return any(drawn)
 
 
-RECORDS = ROOT / "docs" / "records"
-COPY_ARMS = {"synthetic": "random bytes + strings",  # scripts/copy_emergence.py's training data
+RECORDS = RECORDS_DIR
+COPY_ARMS = {"synthetic": "random bytes + strings",  # experiments/copy_emergence.py's training data
              "strings": "books + strings"}
 
 
@@ -209,7 +209,7 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--records", type=Path, default=RECORDS)
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "figures")
     args = parser.parse_args(argv)
     if not args.results.exists():
         raise SystemExit(f"{args.results} not found: run scripts/reproduce.py --ship first")

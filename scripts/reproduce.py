@@ -21,18 +21,19 @@ from pathlib import Path
 
 import torch
 
-from fot_edu.checkpoint import CHECKPOINT_DIR, export_weights, load_model
 from fot_edu.config import preset
-from fot_edu.evaluate import dictionary_accuracy, distraction_summary
-from fot_edu.perplexity import perplexity_with_distractors
-from fot_edu.long_context import passkey_accuracy, passkey_paired, perplexity_vs_memory
-from fot_edu.longllama import continuation_weights
-from fot_edu.train import train
+from fot_edu.evaluation.distraction import dictionary_accuracy, distraction_summary
+from fot_edu.evaluation.passkey import passkey_accuracy, passkey_paired
+from fot_edu.evaluation.perplexity import perplexity_vs_memory, perplexity_with_distractors
+from fot_edu.evaluation.records import RESULTS_DIR
+from fot_edu.training.checkpoint import CHECKPOINT_DIR, export_weights, load_model
+from fot_edu.training.longllama import continuation_weights
+from fot_edu.training.train import train
 
 PRESETS = ["dict-fot", "dict-d1", "dict-vanilla", "dict-mt",
            "code-fot", "code-d1", "code-vanilla", "code-mt", "passkey-fot",
            "text-vanilla", "text-d1", "text-fot"]  # text-vanilla first: the others continue it
-RESULTS = CHECKPOINT_DIR / "results.json"
+RESULTS = RESULTS_DIR / "checkpoints.json"
 PASSKEY_LENGTHS = ("1x", "4x", "16x", "32x", "64x")
 PASSKEY_TRIALS = 50  # prompts per length, the same for every reading
 MEMORY_TOKENS = (0, 1024, 4096, 16384)  # text-*: single-document memory sizes (dense reading)
@@ -93,10 +94,10 @@ def evaluate(path) -> dict:
 
 def write_readme(shipped: dict) -> None:
     """data/checkpoints/README.md: for each checkpoint the command, seed, wall time, machine and
-    its evaluation figures, regenerated from results.json."""
+    its evaluation figures, regenerated from results/checkpoints.json."""
     lines = ["# Shipped checkpoints", "",
              "Small trained models so notebooks and classrooms need not train first. Load one by name:",
-             "`fot_edu.checkpoint.load_model(\"dict-fot\")` or `--checkpoint dict-fot`. Each file holds",
+             "`fot_edu.training.checkpoint.load_model(\"dict-fot\")` or `--checkpoint dict-fot`. Each file holds",
              "weights, config and training history (no optimizer state), written by",
              "`python scripts/reproduce.py NAME --ship`; `make reproduce` retrains them all and prints",
              "new figures beside these. Figures: dictionary `accuracy` (value tokens) and",
@@ -137,7 +138,7 @@ def write_readme(shipped: dict) -> None:
 
 
 def ship_record(name: str, record: dict, merge: bool = False) -> dict:
-    """Replace ``name``'s entry in results.json, and nothing else: under a lock, the file is read
+    """Replace ``name``'s entry in results/checkpoints.json, and nothing else: under a lock, the file is read
     again just before writing (other runs may have shipped other entries meanwhile), then
     replaced atomically; data/checkpoints/README.md is regenerated from it. Returns all entries.
     ``merge``: update the entry's fields with ``record``'s, keeping the others (re-evaluation)."""
@@ -163,7 +164,7 @@ def main() -> None:
     parser.add_argument("--eval-only", action="store_true", help="skip training, evaluate runs/")
     parser.add_argument("--shipped", action="store_true", help="skip training, evaluate the shipped "
                         "data/checkpoints/NAME.pt in place; with --ship, replace only its figures "
-                        "(and eval machine/time) in results.json, keeping command, seed, training "
+                        "(and eval machine/time) in results/checkpoints.json, keeping command, seed, training "
                         "time and machine; the .pt file is left as it is")
     parser.add_argument("--ship", action="store_true", help="copy weights + figures to data/checkpoints/")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")

@@ -3,9 +3,9 @@ import json
 import re
 
 import pytest
-
-from fot_edu.__main__ import main
 from test_experiments import assert_intervals
+
+from fot_edu.cli.parser import main
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The in-window copy probe and the data that rewards copying (fot_edu.copying)."""
+"""The in-window copy probe and the data that rewards copying (fot_edu.evaluation.copying)."""
 from types import SimpleNamespace
 
 import numpy as np
@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from fot_edu.config import preset
-from fot_edu.copying import PRINTABLE, copy_gap, with_repeats
-from fot_edu.datasets import training_batch
-from fot_edu.train import with_task_vocab
+from fot_edu.data.batches import training_batch
+from fot_edu.evaluation.copying import PRINTABLE, copy_gap, with_repeats
+from fot_edu.training.train import with_task_vocab
 
 CFG = with_task_vocab(preset("text-vanilla"))
 

@@ -10,10 +10,10 @@ import sysconfig
 
 import pytest
 
-from fot_edu import corpora, datasets
-from fot_edu.corpora import (CORPORA, DATA_DIR, Document, clear_cache, corpus_info, load_corpus,
-                             read_jsonl, split_documents)
-from fot_edu.corpus_build import build_code, build_corpora, write_jsonl
+from fot_edu.data import batches, corpora
+from fot_edu.data.corpora import (CORPORA, DATA_DIR, Document, clear_cache, corpus_info,
+                                  load_corpus, read_jsonl, split_documents)
+from fot_edu.data.corpus_build import build_code, build_corpora, write_jsonl
 
 # The shipped code-* checkpoints were trained on this file: its documents and its eval split must
 # not change (a rebuild under another Python would change both; see data/README.md).
@@ -32,10 +32,10 @@ def _sha(text: str) -> str:
 @pytest.fixture
 def fresh_cache():
     clear_cache()
-    datasets._split.cache_clear()
+    batches._split.cache_clear()
     yield
     clear_cache()
-    datasets._split.cache_clear()
+    batches._split.cache_clear()
 
 
 @pytest.fixture
@@ -69,11 +69,11 @@ def test_manifest_matches_the_loaded_documents(name, fresh_cache):
 
 def test_code_split_is_the_one_recorded_beside_the_file(fresh_cache):
     info = corpus_info("code")
-    train, evals = split_documents(load_corpus("code"), datasets.EVAL_FRACTION, datasets.SPLIT_SEED)
-    assert (info["split"]["eval_fraction"], info["split"]["seed"]) == (datasets.EVAL_FRACTION,
-                                                                      datasets.SPLIT_SEED)
+    train, evals = split_documents(load_corpus("code"), batches.EVAL_FRACTION, batches.SPLIT_SEED)
+    assert (info["split"]["eval_fraction"], info["split"]["seed"]) == (batches.EVAL_FRACTION,
+                                                                      batches.SPLIT_SEED)
     assert [d.name for d in evals] == info["split"]["eval"]
-    assert [d.name for d in datasets._split("code", False)["eval"]] == info["split"]["eval"]
+    assert [d.name for d in batches._split("code", False)["eval"]] == info["split"]["eval"]
     assert len(evals) == 53 and len(train) == CODE_DOCUMENTS - 53
     assert _sha("\n".join(info["split"]["eval"])) == CODE_EVAL_NAMES_SHA256
 

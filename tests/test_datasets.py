@@ -1,4 +1,4 @@
-"""Corpora, splits, batches and streams (fot_edu.corpora, fot_edu.datasets)."""
+"""Corpora, splits, batches and streams (fot_edu.data.corpora, fot_edu.data.batches)."""
 from __future__ import annotations
 
 import socket
@@ -6,14 +6,14 @@ import socket
 import pytest
 import torch
 
-from fot_edu import datasets
+from fot_edu.cli.parser import main
 from fot_edu.config import DataConfig
-from fot_edu.__main__ import main
-from fot_edu.corpora import (CORPORA, Document, clear_cache, corpus_info, load_corpus,
-                             split_documents)
-from fot_edu.data_summary import corpus_summary, format_summary
-from fot_edu.datasets import (Batch, eval_documents, iter_stream_windows, pad_token,
-                              training_batch, vocab_size)
+from fot_edu.data import batches
+from fot_edu.data.batches import (Batch, eval_documents, iter_stream_windows, pad_token,
+                                  training_batch, vocab_size)
+from fot_edu.data.corpora import (CORPORA, Document, clear_cache, corpus_info, load_corpus,
+                                  split_documents)
+from fot_edu.data.summary import corpus_summary, format_summary
 
 
 @pytest.fixture
@@ -105,7 +105,7 @@ def test_corpus_rows_are_consecutive_windows_of_one_document(split, windows):
     cfg = DataConfig(task="code", window=16)
     batch = training_batch(cfg, split, batch_size=8, step=1, windows=windows)
     docs = {d.id: d for d in load_corpus("code")}
-    train, evals = split_documents(list(docs.values()), datasets.EVAL_FRACTION, datasets.SPLIT_SEED)
+    train, evals = split_documents(list(docs.values()), batches.EVAL_FRACTION, batches.SPLIT_SEED)
     allowed = {d.id for d in (train if split == "train" else evals)}
     assert len(set(batch.doc_ids.tolist())) == 8  # rows hold distinct documents
     for row in range(8):

@@ -1,4 +1,4 @@
-"""Dictionary lookup and passkey retrieval (fot_edu.dictionary)."""
+"""Dictionary lookup and passkey retrieval (fot_edu.data.dictionary)."""
 from __future__ import annotations
 
 import re
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from fot_edu import dictionary, passkey
 from fot_edu.config import DataConfig
-from fot_edu.datasets import training_batch
-from fot_edu.tokenizer import encode
+from fot_edu.data import dictionary, passkey
+from fot_edu.data.batches import training_batch
+from fot_edu.data.tokenizer import encode
 
 
 def parse_entries(window: torch.Tensor, cfg: DataConfig) -> list[tuple[str, tuple, tuple, int]]:

@@ -13,11 +13,11 @@ import torch
 import torch.multiprocessing as mp
 from torch.testing import assert_close
 
-from fot_edu import distributed
-from fot_edu.checkpoint import load_checkpoint
 from fot_edu.config import DataConfig, ModelConfig, TrainConfig
-from fot_edu.datasets import Batch
-from fot_edu.train import Trainer, train
+from fot_edu.data.batches import Batch
+from fot_edu.training import distributed
+from fot_edu.training.checkpoint import load_checkpoint
+from fot_edu.training.train import Trainer, train
 
 VOCAB, N, B = 16, 12, 8
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,15 +6,15 @@ import pytest
 import torch
 
 from fot_edu.config import DataConfig, ModelConfig, TrainConfig, preset
-from fot_edu.datasets import _split
-from fot_edu.dictionary import dictionary_eval_batch
-from fot_edu.eval_sets import eval_pairs, perplexity_eval_set
-from fot_edu.evaluate import (_pooled, _row_sums, dictionary_accuracy, distraction_ratio,
-                              distraction_summary, value_hits)
+from fot_edu.data.batches import _split
+from fot_edu.data.dictionary import dictionary_eval_batch
+from fot_edu.data.tokenizer import IGNORE
+from fot_edu.evaluation.distraction import (_pooled, _row_sums, dictionary_accuracy,
+                                            distraction_ratio, distraction_summary, value_hits)
+from fot_edu.evaluation.memory_fill import read_with_memory
+from fot_edu.evaluation.perplexity import perplexity_with_distractors
+from fot_edu.evaluation.sets import eval_pairs, perplexity_eval_set
 from fot_edu.model import FoTModel
-from fot_edu.perplexity import perplexity_with_distractors
-from fot_edu.reading import read_with_memory
-from fot_edu.tokenizer import IGNORE
 
 
 def tiny(name="tiny-fot", **data):

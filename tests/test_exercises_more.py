@@ -11,12 +11,12 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from fot_edu import exercises as ex
 from fot_edu.attention import mt_attention as library_mt_attention
 from fot_edu.crossbatch import crossbatch_memory
-from fot_edu.long_context import relative_drop as library_relative_drop
-from fot_edu.long_context import parse_length as library_parse_length
-from fot_edu.passkey import score_passkey as library_score_passkey
+from fot_edu.data.passkey import score_passkey as library_score_passkey
+from fot_edu.evaluation.passkey import parse_length as library_parse_length
+from fot_edu.evaluation.perplexity import relative_drop as library_relative_drop
+from fot_edu.teaching import exercises as ex
 
 ALL = ["memory_attention", "mt_attention", "memory_logits", "knn_search", "fifo_slots",
        "crossbatch_rows", "distraction_ratio", "crossbatch_keys", "perplexity", "parse_length",
@@ -248,7 +248,7 @@ def test_rope_memory_logits_is_what_a_rope_kept_memory_layer_computes():
 def test_relative_drop_is_the_drop_perplexity_vs_memory_reports():
     """Pooled over documents, the drop is 1 - ppl(M) / ppl(0) of the reported perplexities."""
     from fot_edu.config import DataConfig, ModelConfig, TrainConfig
-    from fot_edu.long_context import perplexity_vs_memory
+    from fot_edu.evaluation.perplexity import perplexity_vs_memory
     from fot_edu.model import FoTModel
     torch.manual_seed(0)
     cfg = TrainConfig(model=ModelConfig(n_layers=2, d_model=32, n_heads=2, d_ff=64, memory_layers=(1,),

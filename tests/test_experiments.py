@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from fot_edu.__main__ import main
-from fot_edu.checkpoint import CHECKPOINT_DIR, load_model
-from fot_edu.eval_sets import perplexity_eval_set
-from fot_edu.evaluate import dictionary_accuracy, distraction_curve
-from fot_edu.perplexity import perplexity_with_distractors
-from fot_edu.long_context import parse_length, passkey_accuracy
+from fot_edu.cli.parser import main
+from fot_edu.evaluation.distraction import dictionary_accuracy, distraction_curve
+from fot_edu.evaluation.passkey import parse_length, passkey_accuracy
+from fot_edu.evaluation.perplexity import perplexity_with_distractors
+from fot_edu.evaluation.sets import perplexity_eval_set
+from fot_edu.training.checkpoint import CHECKPOINT_DIR, load_model
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +60,8 @@ def test_eval_perplexity_memory_sweep_json_shape(code_checkpoint, capsys):
 def test_every_memory_size_scores_the_same_tokens(code_checkpoint):
     """The sweep compares like with like: the same tokens of the same documents for every size,
     a memory of 0 is the window read alone, and a larger memory reads more of the text before."""
-    from fot_edu.long_context import perplexity_vs_memory
-    from fot_edu.datasets import eval_documents
-    from fot_edu.perplexity import nll_rows
+    from fot_edu.data.batches import eval_documents
+    from fot_edu.evaluation.perplexity import nll_rows, perplexity_vs_memory
 
     model, cfg = load_model(code_checkpoint)
     n = cfg.data.window
@@ -100,7 +99,7 @@ def test_parse_length():
 
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = CHECKPOINT_DIR / "results.json"
+RESULTS = ROOT / "results" / "checkpoints.json"
 SHIPPED = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
 
 
@@ -135,7 +134,7 @@ def test_shipped_checkpoint_reproduces_its_recorded_figure(name):
 
 def test_every_shipped_checkpoint_has_a_record_and_is_small():
     for path in CHECKPOINT_DIR.glob("*.pt"):
-        assert path.stem in SHIPPED, f"{path.name} has no entry in results.json"
+        assert path.stem in SHIPPED, f"{path.name} has no entry in results/checkpoints.json"
         assert path.stat().st_size <= 3_000_000, f"{path.name} is over 3 MB"
 
 

@@ -4,11 +4,11 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from fot_edu.checkpoint import load_state_into
 from fot_edu.config import ModelConfig
-from fot_edu.longllama import add_memory_layers
 from fot_edu.model import FoTModel
 from fot_edu.streaming import stream_logits
+from fot_edu.training.checkpoint import load_state_into
+from fot_edu.training.longllama import add_memory_layers
 
 VANILLA = ModelConfig(vocab_size=30, d_model=32, n_heads=4, d_ff=64, n_layers=3, memory_layers=())
 
@@ -80,7 +80,7 @@ def test_bad_recipes_are_refused_with_the_value_named():
 def _saved_vanilla(tmp_path):
     """A vanilla byte-level checkpoint of the books corpus, trained 2 steps."""
     from fot_edu.config import DataConfig, TrainConfig
-    from fot_edu.train import train
+    from fot_edu.training.train import train
     model = ModelConfig(d_model=32, n_heads=4, d_ff=64, n_layers=3, memory_layers=(),
                         memory_position="rope")
     cfg = TrainConfig(model=model, data=DataConfig(task="books", window=32), mode="plain",
@@ -94,9 +94,10 @@ def test_a_continuation_starts_from_its_base_with_memory_layers_added(tmp_path):
     """``TrainConfig.base`` (the text-d1 / text-fot presets): the continuation's first weights
     are the base's, and with nothing in memory it computes what the base computed."""
     import dataclasses
-    from fot_edu.checkpoint import load_model
-    from fot_edu.longllama import continuation_weights
-    from fot_edu.train import Trainer
+
+    from fot_edu.training.checkpoint import load_model
+    from fot_edu.training.longllama import continuation_weights
+    from fot_edu.training.train import Trainer
 
     base_cfg, path = _saved_vanilla(tmp_path)
     cfg = base_cfg.replace(model__memory_layers=(1,), mode="crossbatch", d=2, base=str(path))

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from fot_edu import report, widgets
-from fot_edu.__main__ import main
-from fot_edu.checkpoint import load_model
+from fot_edu.cli.parser import main
+from fot_edu.teaching import report, widgets
+from fot_edu.training.checkpoint import load_model
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Passkey evaluation, fairly (fot_edu.long_context): prompts drawn per length, readings paired on
+"""Passkey evaluation, fairly (fot_edu.evaluation.passkey): prompts drawn per length, readings paired on
 the same prompts, a no-memory reading that sees one window at most, and n / ci95 everywhere."""
 import importlib.util
 import json
@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from fot_edu import viz
-from fot_edu.__main__ import build_parser
+from fot_edu.cli.parser import build_parser
 from fot_edu.config import DataConfig, ModelConfig, TrainConfig
-from fot_edu.long_context import (parse_length, passkey_accuracy, passkey_paired,
-                                  passkey_prompts)
+from fot_edu.data.passkey import passkey_line
+from fot_edu.evaluation.passkey import (parse_length, passkey_accuracy, passkey_paired,
+                                        passkey_prompts)
+from fot_edu.evaluation.stats import mcnemar, wilson
 from fot_edu.model import Attention, FoTModel, Streaming
-from fot_edu.passkey import passkey_line
-from fot_edu.stats import mcnemar, wilson
+from fot_edu.teaching import figures
 
 WINDOW = 64
 CFG = TrainConfig(model=ModelConfig(n_layers=2, d_model=32, n_heads=2, d_ff=64, memory_layers=(1,)),
@@ -161,9 +161,9 @@ def test_shipping_replaces_one_entry_and_keeps_the_others(tmp_path, monkeypatch)
 
 
 def test_figure_draws_the_95_percent_intervals():
-    fig = viz.metric_vs_memory_figure({"top-32": {"1x": 0.5, "4x": 1.0}}, "passkey",
+    fig = figures.metric_vs_memory_figure({"top-32": {"1x": 0.5, "4x": 1.0}}, "passkey",
                                       intervals={"top-32": {"1x": [0.2, 0.9], "4x": [0.9, 1.0]}})
     bars = fig.data[0].error_y
     assert list(bars.array) == pytest.approx([0.4, 0.0])
     assert list(bars.arrayminus) == pytest.approx([0.3, 0.1])
-    assert viz.metric_vs_memory_figure({"a": {0: 1.0}}).data[0].error_y.array is None
+    assert figures.metric_vs_memory_figure({"a": {0: 1.0}}).data[0].error_y.array is None

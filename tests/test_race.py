@@ -2,15 +2,14 @@
 benchmarks/race.py measures that)."""
 import json
 
+import pytest
 import torch
 
-from fot_edu import widgets
-from fot_edu.__main__ import main
-import pytest
-
-from fot_edu.checkpoint import load_checkpoint
-from fot_edu.race import RUNS, RaceConfig, race, start_model, start_runs, starting_point
-from fot_edu.stats import wilson
+from fot_edu.cli.parser import main
+from fot_edu.evaluation.stats import wilson
+from fot_edu.teaching import widgets
+from fot_edu.teaching.race import RUNS, RaceConfig, race, start_model, start_runs, starting_point
+from fot_edu.training.checkpoint import load_checkpoint
 
 
 def test_both_runs_start_from_the_same_base_and_differ_only_in_d():

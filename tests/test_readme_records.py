@@ -4,7 +4,7 @@ A *figure* here is a decimal number with at least two decimals (``0.958``, ``[0.
 ``+0.295``, ``3.514``; a minus sign right before it is part of it: ``-0.0182`` must be held
 as negative) or a number with a thousands separator (``10,708``), outside code blocks
 and inline code. It is held when some number in a record rounds to it at the README's precision.
-Records: ``data/checkpoints/results.json`` (scripts/reproduce.py) and ``docs/records/*.json``
+Records: ``results/checkpoints.json`` (scripts/reproduce.py) and ``results/records/*.json``
 (benchmarks/*.py, scripts/time_notebooks.py). A figure that is not a measurement (a constant, a
 version) goes in ``NOT_FIGURES`` with the reason.
 """
@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RECORDS = [ROOT / "data" / "checkpoints" / "results.json", *sorted((ROOT / "docs" / "records").glob("*.json"))]
+RECORDS = [ROOT / "results" / "checkpoints.json", *sorted((ROOT / "results" / "records").glob("*.json"))]
 
 NOT_FIGURES = {
     "0.02": "GPT-2's initial weight std, a constant the README contrasts with ours",

@@ -12,9 +12,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from servers import free_port, stop, terminal_signals
-from fot_edu import serve
+
+from fot_edu.cli import serve
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -194,7 +194,7 @@ def test_apps_are_clean_notebooks_that_import_fot_edu():
         assert book["metadata"]["kernelspec"]["name"] == "python3" and "widgets" not in book["metadata"]
         code = [c for c in book["cells"] if c["cell_type"] == "code"]
         assert all(not c.get("outputs") and c.get("execution_count") is None for c in code)
-        assert "from fot_edu import" in "".join("".join(c["source"]) for c in code)
+        assert "from fot_edu." in "".join("".join(c["source"]) for c in code)
 
 
 @pytest.mark.slow
@@ -209,7 +209,7 @@ def test_present_prints_its_url_and_stops_on_ctrl_c(tmp_path):
                PYTHONUNBUFFERED="1")
     log_path = tmp_path / "present.log"
     # TODO(lead): [sys.executable, "-m", "fot_edu", "present", "race", "--port", str(port)] once wired
-    code = f"import sys; from fot_edu.serve import run_present; sys.exit(run_present('race', port={port}))"
+    code = f"import sys; from fot_edu.cli.serve import run_present; sys.exit(run_present('race', port={port}))"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

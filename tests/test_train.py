@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from fot_edu.checkpoint import load_checkpoint, load_model, save_checkpoint
 from fot_edu.config import DataConfig, ModelConfig, TrainConfig
-from fot_edu.datasets import Batch
-from fot_edu.train import Trainer, train
+from fot_edu.data.batches import Batch
+from fot_edu.training.checkpoint import load_checkpoint, load_model, save_checkpoint
+from fot_edu.training.train import Trainer, train
 
 VOCAB, N, B = 16, 12, 8
 
@@ -99,8 +99,8 @@ def test_truncated_checkpoint_is_a_clear_error(one_step):
 
 def test_checkpoint_from_another_config_is_named(one_step):
     state = load_checkpoint(one_step[1])
-    from fot_edu.checkpoint import load_state_into
     from fot_edu.model import FoTModel
+    from fot_edu.training.checkpoint import load_state_into
 
     other = FoTModel(ModelConfig(vocab_size=VOCAB, d_model=64, n_heads=2, d_ff=64, n_layers=2))
     with pytest.raises(ValueError, match="another model config"):
@@ -135,7 +135,7 @@ def test_mt_trains_with_d1_only():
 def test_a_small_held_out_split_gives_smaller_eval_batches_or_fails_before_training():
     """``books`` holds 8 held-out documents: batch 16 trains, and its held-out loss reads 8 rows
     (it used to fail at the first evaluation, minutes into training). Too few for d: at once."""
-    from fot_edu.train import default_batch_fn
+    from fot_edu.training.train import default_batch_fn
 
     cfg = TrainConfig(model=ModelConfig(d_model=32, n_heads=2, d_ff=64, n_layers=2,
                                         memory_layers=(1,)),

@@ -1,13 +1,15 @@
-"""The views of fot_edu.viz / widgets, driven headless: set a control, check the figure's data."""
+"""The views of fot_edu.teaching.figures / widgets, driven headless: set a control, check the figure's data."""
 import math
 
 import plotly.graph_objects as go
 import pytest
 import torch
 
-from fot_edu import pretrained, probes, report, viz, widgets
 from fot_edu.config import PRESETS
-from fot_edu.train import train
+from fot_edu.evaluation import knn_recall, probes
+from fot_edu.teaching import figures, report, widgets
+from fot_edu.training import pretrained
+from fot_edu.training.train import train
 
 
 @pytest.fixture(scope="module")
@@ -65,17 +67,17 @@ def test_snapshot_slots_and_masses(snap, models):
 
 
 def test_static_figures_are_labelled(snap):
-    for fig in (viz.key_space_figure(snap), viz.similarity_figure(snap),
-                viz.attention_mass_figure({"FoT": snap}), viz.r_d_figure({"FoT": {2: .6, 4: .4}}),
-                viz.metric_vs_memory_figure({"FoT": {0: 1.0, 3: 0.5}}), viz.retrieval_table(snap)):
+    for fig in (figures.key_space_figure(snap), figures.similarity_figure(snap),
+                figures.attention_mass_figure({"FoT": snap}), figures.r_d_figure({"FoT": {2: .6, 4: .4}}),
+                figures.metric_vs_memory_figure({"FoT": {0: 1.0, 3: 0.5}}), figures.retrieval_table(snap)):
         assert isinstance(fig, go.Figure)
         _labelled(fig)
-    fig3 = viz.key_space_figure(snap, dims=3)
+    fig3 = figures.key_space_figure(snap, dims=3)
     assert fig3.data[0].type == "scatter3d" and fig3.layout.scene.zaxis.title.text
 
 
 def test_loss_curve_has_a_numeric_step_axis_and_marks_the_d_switches():
-    fig = viz.loss_curve_figure({"FoT": {0: 2.0, 1: 1.5, 10: 1.2}}, d_switches={5: 4, 8: 8})
+    fig = figures.loss_curve_figure({"FoT": {0: 2.0, 1: 1.5, 10: 1.2}}, d_switches={5: 4, 8: 8})
     _labelled(fig)
     assert list(fig.data[0].x) == [0, 1, 10]  # numbers, not category labels
     assert [a.text for a in fig.layout.annotations] == ["d = 4", "d = 8"]
@@ -83,7 +85,7 @@ def test_loss_curve_has_a_numeric_step_axis_and_marks_the_d_switches():
 
 def test_key_space_marks_query_neighbours_and_true_key(snap):
     q = snap.answer_queries[0]
-    fig = viz.key_space_figure(snap, head=0, query=q)
+    fig = figures.key_space_figure(snap, head=0, query=q)
     names = [t.name for t in fig.data]
     found = sum(len(fig.data[names.index(n)].x) for n in names if n.startswith("top-k"))
     assert found == 4
@@ -112,7 +114,7 @@ def test_distraction_dial_slider_changes_the_bars(models):
     widget, h = widgets.distraction_dial(models, max_distractors=7, value=1)
     # per model: one own-document bar (blue) and one bar per distractor (orange)
     assert [len(t.y) for t in h["mass"].data] == [1, 1, 1, 1]
-    assert [t.marker.color for t in h["mass"].data[:2]] == [viz.OWN_COLOR, viz.DISTRACTOR_COLOR]
+    assert [t.marker.color for t in h["mass"].data[:2]] == [figures.OWN_COLOR, figures.DISTRACTOR_COLOR]
     assert h["mass"].data[0].marker.pattern.shape != h["mass"].data[2].marker.pattern.shape
     h["distractors"].value = 5
     assert [len(t.y) for t in h["mass"].data] == [1, 5, 1, 5]
@@ -171,6 +173,6 @@ def test_measurements_have_the_right_shape(models):
     assert curves["FoT"][1] == pytest.approx(1.0)
     res = probes.distraction_curves({"FoT": models["FoT"]}, (1, 3), k=4)
     assert set(res["precision"]["FoT"]) == {1, 3}
-    keys, queries = probes.collect_keys(*models["FoT"], windows=8)
-    bench = probes.knn_benchmark(keys, queries, [64], k=4, backends=("exact", "faiss"))
+    keys, queries = knn_recall.collect_keys(*models["FoT"], windows=8)
+    bench = knn_recall.knn_benchmark(keys, queries, [64], k=4, backends=("exact", "faiss"))
     assert bench["recall"]["exact"][64] == 1.0 and bench["recall"]["faiss"][64] > 0.95

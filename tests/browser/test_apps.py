@@ -11,8 +11,8 @@ merely present), nothing fetched from outside the machine, and a control that wo
 * ``race``: "Start the race" draws the live curves and then the final accuracy figure.
 
 Every wait waits on what a student waits on (a title's text, a drawn bar or point), with
-timeouts for a busy 2-core machine. ``FOT_EDU_SCREENSHOT_DIR=docs`` copies the screenshots to
-``docs/app_dashboard.png`` and ``docs/app_race.png``.
+timeouts for a busy 2-core machine. ``FOT_EDU_SCREENSHOT_DIR=results/figures`` copies the screenshots to
+``results/figures/app_dashboard.png`` and ``results/figures/app_race.png``.
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ FIGURES_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(p =>
 ERROR_MARKS = re.compile(r"Traceback|There was an error when executing cell|Error displaying widget"
                          r"|Failed to (load|create) (model|view)|Error rendering|^\w*(Error|Exception)\b",
                          re.M)
-OWN_FILL, DISTRACTOR_FILL = "rgb(0, 114, 178)", "rgb(230, 159, 0)"  # viz.OWN_COLOR, DISTRACTOR_COLOR
+OWN_FILL, DISTRACTOR_FILL = "rgb(0, 114, 178)", "rgb(230, 159, 0)"  # figures.OWN_COLOR, DISTRACTOR_COLOR
 
 
 def present_command(app: str, port: int) -> list[str]:

@@ -139,7 +139,7 @@ def test_start_here_distraction_dial(page, lab, shots):
     page.screenshot(path=shots / "00_start_here_ran.png", full_page=True)
     # two models (d=1, FoT), each with a bar for the own document and one per distractor
     assert "7 distractor documents" in before["title"] and before["bars"] == 2 * (7 + 1), before
-    # legend entries "MODEL: own document" / "MODEL: distractors" (viz.attention_mass_traces)
+    # legend entries "MODEL: own document" / "MODEL: distractors" (figures.attention_mass_traces)
     assert {entry.split(":")[0] for entry in before["legend"]} == {"d=1", "FoT"}, before
     after = _move_slider(page, "distractors N", shots, "00_start_here", before, "8 distractor documents",
                          expect_bars=2 * (8 + 1))
@@ -175,7 +175,7 @@ def test_classroom_dashboard(page, lab, shots):
     # after a redraw, not the first render: plotly's table leaves its wrapped cells (snippet,
     # document) blank when first drawn by the FigureWidget and fills them on any later update
     _wait_still(dashboard)
-    shot = shots / "classroom_dashboard.png"  # FOT_EDU_SCREENSHOT_DIR=docs refreshes the README's
+    shot = shots / "classroom_dashboard.png"  # FOT_EDU_SCREENSHOT_DIR=results/figures refreshes the README's
     dashboard.screenshot(path=shot)
     if os.environ.get("FOT_EDU_SCREENSHOT_DIR"):
         target = Path(os.environ["FOT_EDU_SCREENSHOT_DIR"])

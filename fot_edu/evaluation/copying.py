@@ -1,0 +1,122 @@
+"""Copying inside the window: the skill a memory layer extends, measured and taught.
+
+Reading memory is copying from far away: a query finds the earlier occurrence of what it is
+reading and takes what followed (passkey: find "The pass key is", copy the number after it).
+LongLLaMA's recipe (``fot_edu.training.longllama``) turns layers of a model that can already do this in
+its own window into memory layers; a base that cannot copy gives them nothing to extend.
+
+* :func:`copy_gap` measures the skill: a span is read twice in one window, and the loss on the
+  second copy is compared with the loss on the first. A copying model predicts the second copy
+  almost for free (gap near the first copy's loss); a model that only knows local statistics
+  finds both equally hard (gap near 0).
+* :func:`with_repeats` builds data that rewards it: random strings written twice, at random
+  distances, into rows of a batch (into book text, or into random bytes, the classic setting in
+  which small transformers learn copying), so that only looking back can predict the second copy.
+  ``experiments/copy_emergence.py`` trains the text models' architecture on such data and records
+  when (if at all) copying appears.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fot_edu.config import TrainConfig
+from fot_edu.data.batches import Batch, eval_documents
+from fot_edu.evaluation.stats import bootstrap
+from fot_edu.model import FoTModel
+
+__all__ = ["copy_gap", "with_repeats", "PRINTABLE"]
+
+PRINTABLE = (32, 127)  # the byte range of random strings: printable ASCII
+
+
+def _check_span(span: int, gap: int, window: int) -> None:
+    for name, value, low in (("span", span, 2), ("gap", gap, 0)):
+        if not (isinstance(value, int) and value >= low):
+            raise ValueError(f"{name}={value!r} is not allowed: an integer >= {low}")
+    if 2 * span + gap > window:
+        raise ValueError(f"span={span}, gap={gap} are not allowed with window={window}: both copies "
+                         f"and the gap (2 * span + gap = {2 * span + gap}) must fit in one window")
+
+
+@torch.no_grad()
+def copy_gap(model: FoTModel, cfg: TrainConfig, *, rows: int = 64, span: int = 100, gap: int = 56,
+             content: str = "text", seed: int = 0) -> dict:
+    """Loss (nats per byte) on the first and the second copy of a span read twice in one window.
+
+    Each of ``rows`` rows is ``span`` bytes, ``gap`` other bytes, the same ``span`` bytes again
+    (``content="text"``: all three from held-out book text of ``cfg``'s corpus, the span and the
+    gap from random places of one document; ``"random"``: random printable bytes, which nothing
+    but copying predicts). Scored: bytes 2..span of each copy (the first byte of a copy has
+    nothing to copy from yet). ``gap`` = first - second, per row; interval: bootstrap over rows.
+    """
+    if content not in ("text", "random"):
+        raise ValueError(f"content={content!r} is not allowed: 'text' or 'random'")
+    if cfg.model.vocab_size != 256:
+        raise ValueError(f"copy_gap needs a byte-level model (vocab_size 256), not "
+                         f"vocab_size={cfg.model.vocab_size}")
+    _check_span(span, gap, cfg.data.window)
+    gen = torch.Generator().manual_seed(seed)
+    if content == "text":
+        docs = [d for d in eval_documents(cfg.data, "eval") if d.num_tokens > 2 * span + gap + 1]
+        made = []
+        for i in range(rows):
+            doc = docs[i % len(docs)]
+            start = int(torch.randint(0, doc.num_tokens - span, (1,), generator=gen))
+            other = int(torch.randint(0, doc.num_tokens - gap, (1,), generator=gen))
+            piece = doc.tokens[start:start + span]
+            made.append(torch.cat([piece, doc.tokens[other:other + gap], piece]))
+        tokens = torch.stack(made)
+    else:
+        piece = torch.randint(*PRINTABLE, (rows, span), generator=gen)
+        tokens = torch.cat([piece, torch.randint(*PRINTABLE, (rows, gap), generator=gen), piece], 1)
+    weight = next(model.parameters(), None)
+    if weight is not None:  # the model's device: CPU or GPU
+        tokens = tokens.to(weight.device)
+    logits = model.eval()(tokens).logits[:, :-1]
+    nll = F.cross_entropy(logits.flatten(0, 1).float(), tokens[:, 1:].flatten(), reduction="none")
+    nll = nll.cpu().view(rows, -1)
+    first = nll[:, :span - 1].mean(-1)  # predicting bytes 2..span of the first copy
+    second = nll[:, span + gap:2 * span + gap - 1].mean(-1)  # the same bytes, the second time
+    units = torch.stack([first, second], -1).double()
+    return {"first_copy_nll": first.mean().item(), "second_copy_nll": second.mean().item(),
+            "gap": (first - second).mean().item(),
+            "gap_ci95": bootstrap(units, lambda r: (r[..., 0] - r[..., 1]).mean(-1)),
+            "rows": rows, "content": content}
+
+
+def with_repeats(batch: Batch, share: float, rng: np.random.Generator, *, lengths=(16, 64),
+                 background: str = "text") -> Batch:
+    """``batch`` with a random string written twice into every window of a ``share`` of its rows.
+
+    In each chosen window a string of ``L`` random printable bytes (``L`` uniform in
+    ``lengths``, inclusive) is written at a random place and again at a random later place of the
+    same window, so the distance varies and only the string's bytes, not their position, say
+    what comes next. ``background="text"`` keeps the rest of the row (book text);
+    ``"random"`` replaces it with random bytes too (the rows then teach nothing but copying).
+    Targets follow the tokens (the next byte of the row). Returns a new batch; ``rng`` decides
+    everything, so a seeded generator makes the same batch again.
+    """
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share={share!r} is not allowed: a number in [0, 1]")
+    if background not in ("text", "random"):
+        raise ValueError(f"background={background!r} is not allowed: 'text' or 'random'")
+    b, w, n = batch.tokens.shape
+    low, high = lengths
+    if not (isinstance(low, int) and 1 <= low <= high and 2 * high <= n):
+        raise ValueError(f"lengths={lengths!r} is not allowed with window={n}: 1 <= low <= high "
+                         f"and two strings of the longest length must fit (2 * high <= {n})")
+    flat = torch.cat([batch.tokens.reshape(b, -1), batch.targets.reshape(b, -1)[:, -1:]], 1).clone()
+    for row in np.flatnonzero(rng.random(b) < share):
+        if background == "random":
+            flat[row] = torch.from_numpy(rng.integers(*PRINTABLE, flat.shape[1]))
+        for j in range(w):
+            size = int(rng.integers(low, high + 1))
+            first = j * n + int(rng.integers(0, n - 2 * size + 1))
+            second = int(rng.integers(first + size, j * n + n - size + 1))
+            string = torch.from_numpy(rng.integers(*PRINTABLE, size))
+            flat[row, first:first + size] = string
+            flat[row, second:second + size] = string
+    return Batch(flat[:, :-1].reshape(b, w, n), flat[:, 1:].reshape(b, w, n), batch.doc_ids,
+                 batch.offsets)

@@ -1,0 +1,256 @@
+"""Assignments: how an exercise checks a student's function, and the student versions of notebooks.
+
+The exercises themselves (what to write, the hints, the solutions) live in ``fot_edu.teaching.exercises``;
+this file is the kit behind them, in the manner of Kaggle Learn's ``learntools`` and of nbgrader:
+
+* :class:`Exercise` runs a student's function on a fixed list of cases, compares each output with
+  the library's, and on the first difference tries the known-wrong variants so that it can name
+  the mistake in words. ``check`` prints and returns ``True``/``False``; it never raises, so a
+  notebook run with *Run All* reaches its last cell.
+* :func:`strip_solutions` writes the student version of a notebook: each block between nbgrader's
+  ``### BEGIN SOLUTION`` and ``### END SOLUTION`` markers (markers included) becomes
+  ``raise NotImplementedError()`` at the marker's indentation, and outputs are cleared. The
+  notebook is read and written as JSON, so nbgrader is not needed.
+"""
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Callable
+
+import torch
+from einops import rearrange
+
+NOT_IMPLEMENTED = "not implemented yet: write your function in the cell above"
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+STUB = "raise NotImplementedError()"
+
+# a wrong variant: (what the student got wrong, in words; its output from the case's arguments
+# and the student's output, the latter for variants fitted to it such as a gated mix)
+Mistake = tuple[str, Callable[[dict, object], object]]
+
+
+def randn(gen: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
+    """Standard normal ``shape`` tensor from ``gen``: cases never touch the global seed."""
+    return torch.randn(*shape, generator=gen) * scale
+
+
+def to_tensor(x) -> torch.Tensor:
+    """A student's output as a tensor (lists of numbers are accepted)."""
+    if torch.is_tensor(x):
+        return x.detach()
+    try:
+        return torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"expected a tensor, got {type(x).__name__}") from None
+
+
+def to_float(x) -> float:
+    """A student's output as one Python number (a 0-d or one-element tensor is fine)."""
+    if torch.is_tensor(x):
+        if x.numel() != 1:
+            raise TypeError(f"expected one number, got a tensor of shape {tuple(x.shape)}: "
+                            f"average it (.mean()) and return .item()")
+        return float(x.detach())
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        raise TypeError(f"expected one number, got {type(x).__name__}") from None
+
+
+def _integral(x) -> bool:
+    """An integer answer (an int, a bool, an integer tensor), as opposed to a float one."""
+    return not x.is_floating_point() if torch.is_tensor(x) else isinstance(x, int)
+
+
+def same(a, b, atol: float = 1e-5) -> bool:
+    """Equal outputs: of one kind (an int is not a float), numbers within ``atol`` (or 1e-4 of
+    their size), tensors of one shape, close (floats) or equal."""
+    if _integral(a) != _integral(b):
+        return False
+    if not torch.is_tensor(a) or not torch.is_tensor(b):
+        try:
+            return number_problem(float(a), float(b), atol) is None
+        except (TypeError, ValueError, RuntimeError):
+            return False
+    if a.shape != b.shape:
+        return False
+    if a.is_floating_point():
+        return bool(torch.allclose(a.double(), b.double(), atol=atol, rtol=1e-4))
+    return bool(torch.equal(a.long(), b.long()))
+
+
+def tensor_problem(got: torch.Tensor, expected: torch.Tensor, atol: float = 1e-5) -> str | None:
+    """What differs between two tensors, in one sentence; None when they agree."""
+    if got.shape != expected.shape:
+        return f"wrong shape: expected {tuple(expected.shape)}, got {tuple(got.shape)}"
+    if not expected.is_floating_point():
+        if got.is_floating_point() or got.dtype == torch.bool:
+            return f"expected an integer (long) tensor, got dtype {got.dtype}"
+        wrong = (got.long() != expected).nonzero()
+        if len(wrong) == 0:
+            return None
+        i = tuple(wrong[0].tolist())
+        return f"{len(wrong)} entries differ, the first at index {i}: expected {int(expected[i])}, got {int(got[i])}"
+    diff = (got.double() - expected.double()).abs().nan_to_num(nan=float("inf"))
+    if bool((diff <= atol + 1e-4 * expected.double().abs()).all()):
+        return None
+    i = tuple(torch.unravel_index(diff.argmax(), diff.shape))
+    return f"max abs difference {float(diff[i]):.3g} at index {tuple(int(j) for j in i)}"
+
+
+def number_problem(got: float, expected: float, atol: float = 1e-5) -> str | None:
+    """What differs between two numbers (within ``atol`` or 1e-4 of their size), or None."""
+    if got == expected or abs(got - expected) <= atol + 1e-4 * abs(expected):
+        return None
+    return f"expected {expected:.6g}, got {got:.6g}"
+
+
+def describe(args: dict) -> str:
+    """``q (2, 3, 6, 8), k=4, spec='32x'``: the case's inputs, as the failure message names them."""
+    return ", ".join(f"{name} {tuple(v.shape)}" if torch.is_tensor(v) else f"{name}={v!r}"
+                     for name, v in args.items())
+
+
+class Exercise:
+    """One exercise: ``check(fn)``, ``hint()``, ``solution()``.
+
+    Args:
+        name, signature: the student's function, e.g. ``"knn_search"``, ``"(queries, keys, k)"``.
+        cases: returns the list of argument dicts (fixed seed), random cases first, edge cases after.
+        reference: the library's answer for one case.
+        convert: the student's output in comparable form (raises TypeError with a sentence).
+        compare: ``(got, expected, args) -> None`` when right, else what differs, in a sentence
+            (default: the tensors' shapes and values, :func:`tensor_problem`).
+        mistakes: known-wrong variants, tried in order on the first case that differs.
+        against: what the reference is, for the success line.
+        hint_text, solution_source: printed by :meth:`hint` and :meth:`solution`.
+    """
+
+    def __init__(self, name: str, signature: str, cases: Callable[[], list[dict]],
+                 reference: Callable, convert: Callable, mistakes: list[Mistake], against: str,
+                 hint_text: str, solution_source: str, compare: Callable | None = None):
+        self.name, self.signature, self.against = name, signature, against
+        compare = compare or (lambda got, expected, args: tensor_problem(got, expected))
+        self.cases, self.reference, self.convert, self.compare = cases, reference, convert, compare
+        self.mistakes = mistakes
+        self.hint_text = textwrap.dedent(hint_text).strip()
+        self.solution_source = textwrap.dedent(solution_source).strip() + "\n"
+
+    def __repr__(self) -> str:
+        return f"<exercise {self.name}{self.signature}: .check(fn), .hint(), .solution()>"
+
+    def check(self, fn) -> bool:
+        """Run ``fn`` on every case (arguments by position, in the signature's order); print
+        what is right or the first case that differs. Never raises."""
+        if not callable(fn):
+            print(f"Incorrect: pass your function itself, e.g. check({self.name}), "
+                  f"not a {type(fn).__name__}")
+            return False
+        cases = self.cases()
+        for number, args in enumerate(cases, start=1):
+            where = f"case {number} of {len(cases)} ({describe(args)})"
+            expected = self.reference(**args)
+            try:
+                got = fn(*(v.clone() if torch.is_tensor(v) else v for v in args.values()))
+            except NotImplementedError:
+                print(NOT_IMPLEMENTED)
+                return False
+            except Exception as error:  # noqa: BLE001: a student's bug of any kind is reported
+                message = (str(error).strip().splitlines() or [""])[0]
+                print(f"Incorrect: {self.name} raised {type(error).__name__}: {message}  [{where}]")
+                return False
+            try:
+                got = self.convert(got)
+                problem = self.compare(got, expected, args)
+            except Exception as error:  # noqa: BLE001: an output of the wrong kind
+                problem = str(error) or type(error).__name__
+            if problem is not None:
+                mistake = self._diagnose(args, got, expected)
+                print(f"Incorrect: {self.name}, {where}:\n  "
+                      + (f"{mistake}\n  ({problem})" if mistake else problem))
+                return False
+        print(f"Correct: {self.name} agrees with {self.against} on all {len(cases)} cases "
+              f"(random inputs and edge cases).")
+        return True
+
+    def _diagnose(self, args: dict, got, expected) -> str | None:
+        """The first known-wrong variant whose output equals the student's (and, on this case,
+        differs from the right answer), in words."""
+        for message, variant in self.mistakes:
+            try:
+                wrong = variant(args, got)
+                if same(got, wrong) and not same(wrong, expected):
+                    return f"Likely mistake: {message}"
+            except Exception:  # noqa: BLE001: a variant that does not apply to this case
+                continue
+        return None
+
+    def hint(self) -> None:
+        print(f"Hint for {self.name}{self.signature}:\n{self.hint_text}")
+
+    def solution(self) -> None:
+        print(self.solution_source, end="")
+
+    def solution_function(self) -> Callable:
+        """The printed solution as a function (tests check that it passes)."""
+        namespace = {"torch": torch, "F": torch.nn.functional, "rearrange": rearrange}
+        exec(compile(self.solution_source, f"<solution {self.name}>", "exec"), namespace)
+        return namespace[self.name]
+
+
+def _strip_source(source: str) -> str:
+    """Each BEGIN ... END SOLUTION block (inclusive) -> ``raise NotImplementedError()``."""
+    out, inside = [], False
+    for line in source.splitlines(keepends=True):
+        marker = line.strip()
+        if not inside and marker == BEGIN:
+            indent = line[:len(line) - len(line.lstrip())]
+            out.append(f"{indent}{STUB}\n")
+            inside = True
+        elif inside and marker == END:
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"a {BEGIN!r} block has no {END!r}")
+    if out and not source.endswith("\n"):
+        out[-1] = out[-1].rstrip("\n")
+    return "".join(out)
+
+
+def strip_notebook(notebook: dict) -> dict:
+    """The student version of a notebook (``nbformat`` 4 JSON as a dict); the input is untouched."""
+    notebook = json.loads(json.dumps(notebook))
+    for cell in notebook.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        text = "".join(source) if isinstance(source, list) else source
+        if BEGIN in text:
+            text = _strip_source(text)
+            cell["source"] = text.splitlines(keepends=True) if isinstance(source, list) else text
+        cell["outputs"], cell["execution_count"] = [], None
+    return notebook
+
+
+def strip_solutions(src, dst) -> list[Path]:
+    """Write the student version of notebook ``src`` (or of every ``*.ipynb`` below a folder
+    ``src``, keeping the layout) to ``dst``: a ``.ipynb`` path for one notebook, else a folder
+    (created if needed). Returns the paths written."""
+    src, dst = Path(src), Path(dst)
+    if src.is_dir():
+        pairs = [(p, dst / p.relative_to(src)) for p in sorted(src.rglob("*.ipynb"))
+                 if ".ipynb_checkpoints" not in p.parts]
+    elif src.is_file():
+        pairs = [(src, dst if dst.suffix == ".ipynb" else dst / src.name)]
+    else:
+        raise FileNotFoundError(f"no notebook or folder at {src}")
+    written = []
+    for source, target in pairs:
+        notebook = strip_notebook(json.loads(source.read_text(encoding="utf-8")))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        written.append(target)
+    return written

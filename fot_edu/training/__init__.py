@@ -1,0 +1,8 @@
+"""Training and recipes: the loop, checkpoints, several processes, and the shipped models.
+
+* ``train``: the training loop (crossbatch, plain or stream), the d schedule, a run a step at a time.
+* ``checkpoint``: atomic, safe checkpoints and the shipped names.
+* ``distributed``: what changes with several processes (``torchrun``).
+* ``longllama``: the LongLLaMA recipe, a vanilla model's layers made memory layers.
+* ``pretrained``: the notebooks' models, a shipped checkpoint or a short training run.
+"""
