@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from fot_edu.config import preset
+from fot_edu.training.presets import preset
 from fot_edu.evaluation.records import RECORDS_DIR, Recording, load_average, write_record
 from fot_edu.training import distributed
 from fot_edu.training.train import Trainer

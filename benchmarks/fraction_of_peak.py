@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
-from common import compare, finish, quick_flag, table  # noqa: E402  (sets sys.path)
+from common import compare, finish, quick_flag, table
 from torch.utils.flop_counter import FlopCounterMode
 from train_step import make_step
 

@@ -10,7 +10,7 @@ import json
 import sys
 
 import torch
-from common import finish, quick_flag  # noqa: E402  (sets sys.path)
+from common import finish, quick_flag
 
 
 def main() -> int:

@@ -19,9 +19,9 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import compare, finish, quick_flag, table  # noqa: E402  (sets sys.path)
+from common import compare, finish, quick_flag, table
 
-from fot_edu.config import preset
+from fot_edu.training.presets import preset
 from fot_edu.data.batches import eval_documents
 from fot_edu.memory import KNNMemory
 from fot_edu.training.checkpoint import CHECKPOINT_DIR, load_model

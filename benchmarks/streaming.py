@@ -31,14 +31,14 @@ import contextlib
 
 import torch
 import torch.nn.functional as F
-from common import compare, finish, quick_flag, rss_mib, table  # noqa: E402  (sets sys.path)
+from common import compare, finish, quick_flag, rss_mib, table
 from einops import rearrange
 
 from fot_edu.data.batches import eval_documents
+from fot_edu.evaluation import TOP_K
 from fot_edu.memory import KNNMemory
 from fot_edu.training.checkpoint import load_model
 
-TOP_K = 32
 
 
 @torch.no_grad()

@@ -14,7 +14,7 @@ import contextlib
 
 import torch
 import torch.nn.functional as F
-from common import compare, finish, quick_flag, table  # noqa: E402  (sets sys.path)
+from common import compare, finish, quick_flag, table
 
 from fot_edu.config import ModelConfig
 from fot_edu.model import FoTModel

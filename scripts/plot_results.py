@@ -19,7 +19,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from fot_edu.config import preset  # noqa: E402
+from fot_edu.training.presets import preset  # noqa: E402
 from fot_edu.evaluation.records import RECORDS_DIR, RESULTS_DIR  # noqa: E402
 
 RESULTS = RESULTS_DIR / "checkpoints.json"

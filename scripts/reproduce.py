@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from fot_edu.config import preset
+from fot_edu.training.presets import preset
+from fot_edu.evaluation import TOP_K
 from fot_edu.evaluation.distraction import dictionary_accuracy, distraction_summary
 from fot_edu.evaluation.passkey import passkey_accuracy, passkey_paired
 from fot_edu.evaluation.perplexity import perplexity_vs_memory, perplexity_with_distractors
@@ -63,13 +64,13 @@ def evaluate(path) -> dict:
                 figures[part]["memory_drop"] = sweep[part]["drop"]
         name = "passkey_top32" if model.cfg.memory_layers else "passkey_no_memory"
         res = passkey_accuracy(model, cfg, PASSKEY_LENGTHS, trials=PASSKEY_TRIALS,
-                               **({"k": 32} if model.cfg.memory_layers else {"memory": False}))
+                               **({"k": TOP_K} if model.cfg.memory_layers else {"memory": False}))
         figures[name] = res["accuracy"]
         for part in ("n", "ci95"):
             figures[part][name] = res[part]["accuracy"]
     if cfg.data.task == "retrieval":  # one prompt set read three ways: paired prompt by prompt
         answers = {}
-        for name, kwargs in (("passkey_top32", {"k": 32}), ("passkey_dense", {}),
+        for name, kwargs in ((f"passkey_top{TOP_K}", {"k": TOP_K}), ("passkey_dense", {}),
                              ("passkey_no_memory", {"memory": False})):
             res = passkey_accuracy(model, cfg, PASSKEY_LENGTHS, trials=PASSKEY_TRIALS,
                                    examples=answers.setdefault(name, []), **kwargs)

@@ -5,7 +5,8 @@ import dataclasses
 import pytest
 import torch
 
-from fot_edu.config import DataConfig, ModelConfig, TrainConfig, preset
+from fot_edu.config import DataConfig, ModelConfig, TrainConfig
+from fot_edu.training.presets import preset
 from fot_edu.data.batches import _split
 from fot_edu.data.dictionary import dictionary_eval_batch
 from fot_edu.data.tokenizer import IGNORE

@@ -97,11 +97,13 @@ def test_a_continuation_starts_from_its_base_with_memory_layers_added(tmp_path):
 
     from fot_edu.training.checkpoint import load_model
     from fot_edu.training.longllama import continuation_weights
-    from fot_edu.training.train import Trainer
+    from fot_edu.training.train import Trainer, starting_weights
 
     base_cfg, path = _saved_vanilla(tmp_path)
     cfg = base_cfg.replace(model__memory_layers=(1,), mode="crossbatch", d=2, base=str(path))
-    trainer = Trainer(cfg, device="cpu")
+    with pytest.raises(ValueError, match="init_state=starting_weights"):
+        Trainer(cfg, device="cpu")  # a base is never dropped silently
+    trainer = Trainer(cfg, device="cpu", init_state=starting_weights(cfg))
     base_model, _ = load_model(path)
     tokens = torch.randint(0, 256, (2, 32))
     with torch.no_grad():
@@ -116,7 +118,7 @@ def test_a_continuation_starts_from_its_base_with_memory_layers_added(tmp_path):
 
 
 def test_the_text_presets_are_a_base_and_two_short_continuations_of_it():
-    from fot_edu.config import preset
+    from fot_edu.training.presets import preset
     base = preset("text-vanilla")
     for name in ("text-d1", "text-fot"):
         cfg = preset(name)

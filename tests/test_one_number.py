@@ -1,5 +1,5 @@
 """One measurement, one number: r_d for a shipped model is the same from the command line, the
-HTML report and the classroom dashboard (they all call ``evaluate.distraction_curve``)."""
+HTML report and the classroom dashboard (they all call ``distraction.distraction_curve``)."""
 import json
 
 import pytest

@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from fot_edu.attention import memory_attention, mt_attention
-from fot_edu.config import DataConfig, ModelConfig, TrainConfig, preset
+from fot_edu.config import DataConfig, ModelConfig, TrainConfig
+from fot_edu.training.presets import preset
 from fot_edu.crossbatch import crossbatch_memory, neighbour_rows
 from fot_edu.data.batches import training_batch
 from fot_edu.data.corpora import load_corpus, read_jsonl

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from fot_edu.config import DataConfig, ModelConfig, TrainConfig, preset
+from fot_edu.config import DataConfig, ModelConfig, TrainConfig
+from fot_edu.training.presets import preset
 from fot_edu.data.batches import WindowStream, iter_stream_windows, training_stream
 from fot_edu.data.dictionary import DictionaryDocument
 from fot_edu.model import FoTModel
@@ -160,7 +161,7 @@ def test_a_resumed_stream_run_continues_at_its_window_with_its_memories(tmp_path
     with pytest.raises(KeyboardInterrupt):
         train(cfg, out_dir=tmp_path, progress=False, device="cpu", callback=crash)
     state = load_checkpoint(tmp_path / "checkpoint.pt")
-    resumed = Trainer(state["config"], device="cpu", out_path=tmp_path / "checkpoint.pt", resume=True)
+    resumed = Trainer.resumed(state["config"], tmp_path / "checkpoint.pt", device="cpu")
     assert resumed.step_index == 4 and resumed.windows_read == state["extra"]["stream_windows"] == 5
     sizes = [int(s) for s in resumed.memories[1].sizes]
     assert min(sizes) > 0  # every row's memory read again, up to the window it had reached
@@ -179,7 +180,7 @@ def test_a_checkpoint_in_another_mode_is_not_resumed(tmp_path):
     train(cfg, out_dir=tmp_path, progress=False, device="cpu")
     other = cfg.replace(mode="crossbatch")
     with pytest.raises(ValueError, match="mode='stream'"):
-        Trainer(other, device="cpu", out_path=tmp_path / "checkpoint.pt", resume=True)
+        Trainer.resumed(other, tmp_path / "checkpoint.pt", device="cpu")
 
 
 def test_an_old_mt_checkpoint_still_loads(tmp_path):

@@ -135,7 +135,7 @@ def test_mt_trains_with_d1_only():
 def test_a_small_held_out_split_gives_smaller_eval_batches_or_fails_before_training():
     """``books`` holds 8 held-out documents: batch 16 trains, and its held-out loss reads 8 rows
     (it used to fail at the first evaluation, minutes into training). Too few for d: at once."""
-    from fot_edu.training.train import default_batch_fn
+    from fot_edu.training.objective import default_batch_fn
 
     cfg = TrainConfig(model=ModelConfig(d_model=32, n_heads=2, d_ff=64, n_layers=2,
                                         memory_layers=(1,)),

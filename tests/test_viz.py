@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from fot_edu.config import PRESETS
+from fot_edu.training.presets import PRESETS
 from fot_edu.evaluation import knn_recall, probes
 from fot_edu.teaching import figures, report, widgets
 from fot_edu.training import pretrained

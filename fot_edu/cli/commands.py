@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fot_edu.cli.serve import run_lab, run_present
-from fot_edu.config import preset
+from fot_edu.training.presets import preset
 from fot_edu.data.corpora import DATA_DIR
 from fot_edu.data.corpus_build import build_corpora
 from fot_edu.data.summary import corpus_summary, format_summary

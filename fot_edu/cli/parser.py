@@ -8,7 +8,7 @@ import sys
 
 from fot_edu.cli import commands
 from fot_edu.cli.serve import APPS
-from fot_edu.config import PRESETS
+from fot_edu.training.presets import PRESETS
 from fot_edu.data.corpora import CORPORA, LARGE_DIR
 
 

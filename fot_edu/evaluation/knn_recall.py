@@ -12,6 +12,7 @@ import time
 import torch
 
 from fot_edu.data.batches import eval_documents
+from fot_edu.evaluation.probes import SHOWN_TOP_K
 from fot_edu.memory import KNNMemory
 
 
@@ -28,7 +29,7 @@ def collect_keys(model, cfg, windows: int = 64, layer: int | None = None):
     return keys, queries
 
 
-def knn_benchmark(keys, queries, sizes, k: int = 8, num_queries: int = 64,
+def knn_benchmark(keys, queries, sizes, k: int = SHOWN_TOP_K, num_queries: int = 64,
                   backends=("exact", "faiss", "faiss-hnsw", "faiss-ivf"), repeats: int = 3) -> dict:
     """Recall@k against exact search and milliseconds per search batch, for each memory size.
 

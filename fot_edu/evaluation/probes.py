@@ -20,7 +20,7 @@ function                     measures
 :func:`entry_key_cosine`     how close the keys of different dictionary entries are
 :func:`retrieval_precision`  share of the top-k found that is the own document
 :func:`retrieval_rows`       what one query retrieved, rank by rank
-:func:`r_d_curves`           the paper's r_d against d for several models (``evaluate``)
+:func:`r_d_curves`           the paper's r_d against d for several models (``distraction``)
 :func:`distraction_curves`   retrieval precision and own-document mass as N grows
 ===========================  ============================================================
 
@@ -37,6 +37,8 @@ from fot_edu.crossbatch import context_mass
 from fot_edu.data.dictionary import DictionaryVocab, dictionary_eval_batch
 from fot_edu.evaluation.distraction import distraction_curve
 from fot_edu.evaluation.memory_fill import fill_memories, memory_layer, stack_items, window_items
+
+SHOWN_TOP_K = 8  # neighbours a snapshot keeps per query: what the figures and widgets show
 
 
 @dataclass
@@ -87,7 +89,7 @@ def _definition_v_positions(window: torch.Tensor, vocab: DictionaryVocab, key_le
 
 
 @torch.no_grad()
-def memory_snapshot(model, cfg: TrainConfig, num_distractors: int = 7, *, k: int = 8,
+def memory_snapshot(model, cfg: TrainConfig, num_distractors: int = 7, *, k: int = SHOWN_TOP_K,
                     seed: int = 0, layer: int | None = None) -> MemorySnapshot:
     """Read one dictionary document with ``num_distractors`` other documents in memory.
 
@@ -214,12 +216,12 @@ def retrieval_rows(snap: MemorySnapshot, query: int | None = None, head: int = 0
 
 
 def r_d_curves(models: dict, ds=(1, 2, 4, 8, 16), batches: int = 1) -> dict:
-    """``{name: {d: r_d}}`` for several ``{name: (model, cfg)}`` (see ``evaluate.distraction_curve``)."""
+    """``{name: {d: r_d}}`` for several ``{name: (model, cfg)}`` (see ``distraction.distraction_curve``)."""
     return {name: distraction_curve(model.cpu(), cfg, ds, batches=batches)
             for name, (model, cfg) in models.items()}
 
 
-def distraction_curves(models: dict, distractors=(1, 3, 7, 15, 31), k: int = 8, seeds=(0,)):
+def distraction_curves(models: dict, distractors=(1, 3, 7, 15, 31), k: int = SHOWN_TOP_K, seeds=(0,)):
     """``{"precision": {name: {N: p}}, "own_mass": {name: {N: m}}}`` as distractors grow."""
     out = {"precision": {}, "own_mass": {}}
     for name, (model, cfg) in models.items():

@@ -5,7 +5,7 @@ read on the same data.
 | figures                       | the fixed set                                            | n counts      |
 |-------------------------------|----------------------------------------------------------|---------------|
 | dictionary accuracy, r        | documents 0 .. D-1 of ``dictionary_eval_batch(seed=...)`` | value tokens, values, documents |
-| r_d (``evaluate``)            | groups of 32 held-out pairs at eval steps 1000, 1001, ... | pairs         |
+| r_d (``distraction``)         | groups of 32 held-out pairs at eval steps 1000, 1001, ... | pairs         |
 | perplexity with distractors   | :func:`perplexity_eval_set`: every held-out window       | files         |
 
 Distractors are drawn after the own data, never from the own document, and nested: N = 15 holds

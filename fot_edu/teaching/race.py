@@ -23,10 +23,6 @@ Which training teaches the model to focus again? A temperature moves slowly unde
 moves at most about ``lr`` a step), so neither run can just sharpen its softmax back in a few
 hundred steps; FoT's negatives also push its keys and queries to tell entries apart.
 
-Why not start from ``dict-d1``: trained with ``d = 1`` from scratch, it learned a shortcut that
-works only with its own document in memory and needs more than a lesson to unlearn (the record
-``results/records/race-cpu-from-dict-d1.json`` holds that race).
-
 The two runs advance one step each in turn, so their live curves grow together. Every
 ``eval_every`` steps both are read with ``N = 15`` other documents' definitions in memory
 (a running accuracy-with-distractors figure); at the end, :func:`fot_edu.evaluation.distraction.dictionary_accuracy`

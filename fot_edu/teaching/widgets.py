@@ -26,7 +26,7 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from fot_edu.evaluation.distraction import distraction_curve
-from fot_edu.evaluation.probes import attention_mass, memory_snapshot
+from fot_edu.evaluation.probes import SHOWN_TOP_K, attention_mass, memory_snapshot
 from fot_edu.runtime import fast_mode
 from fot_edu.teaching import figures
 from fot_edu.teaching.race import RaceConfig, RaceResult, race
@@ -68,7 +68,7 @@ def distraction_dial(models: dict, max_distractors: int = 31, value: int = 7, *,
     own-document share of each model).
     """
     models = _memory_models(models)
-    snaps = _Snapshots(models, k=8, seed=seed)
+    snaps = _Snapshots(models, k=SHOWN_TOP_K, seed=seed)
     slider = W.IntSlider(value=value, min=1, max=max_distractors, description="distractors N",
                          continuous_update=False, style={"description_width": "initial"})
     fig = go.FigureWidget(figures.attention_mass_figure({n: snaps(n, value) for n in models}))
@@ -100,7 +100,7 @@ def _refresh_queries(query: W.Dropdown, snap) -> None:
         query.value = keep if keep in [v for _, v in options] else options[0][1]
 
 
-def key_space_explorer(models: dict, num_distractors: int = 7, *, k: int = 8, seed: int = 0,
+def key_space_explorer(models: dict, num_distractors: int = 7, *, k: int = SHOWN_TOP_K, seed: int = 0,
                        max_distractors: int = 31, dims: int = 2):
     """Memory keys projected by PCA beside the distribution of query-key cosines.
 
@@ -175,7 +175,7 @@ def _enlarge(fig: go.Figure, size: int) -> go.Figure:
     return fig
 
 
-def classroom_dashboard(models: dict, *, k: int = 8, seed: int = 0, max_distractors: int = 31,
+def classroom_dashboard(models: dict, *, k: int = SHOWN_TOP_K, seed: int = 0, max_distractors: int = 31,
                         r_d_values=(1, 2, 4, 8, 16), font_size: int | None = None):
     """One dashboard for a lecture: model, d, N distractors, layer, head and a query picker.
 

@@ -243,7 +243,7 @@ def check_split(cfg, ranks: Ranks) -> None:
     if b % world_size:
         raise ValueError(f"batch_size={b} is not allowed with {world_size} ranks: the global batch "
                          f"must be a multiple of the number of ranks")
-    d_max = max([cfg.d] + [d for _, d in cfg.d_schedule])
+    d_max = cfg.d_max
     if cfg.mode == "crossbatch" and cfg.crossbatch_scope == "local" and d_max > b // world_size:
         raise ValueError(f"d={d_max} is not allowed with crossbatch_scope='local' and {world_size} "
                          f"ranks: at most the per-rank batch {b // world_size} (or "

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from fot_edu.config import PRESETS, ModelConfig, TrainConfig, preset
+from fot_edu.config import ModelConfig, TrainConfig
+from fot_edu.training.presets import preset, PRESETS
 from fot_edu.runtime import fast_mode, one_thread
 from fot_edu.training.checkpoint import CHECKPOINT_DIR, load_model
 from fot_edu.training.train import train

@@ -2,20 +2,9 @@ r"""Training: crossbatch (FoT with any d), stream (the Memorizing Transformer's 
 
 Paper: Focused Transformer §3.2 and App. C; Wu et al. 2022 §3 for MT's training.
 
-The loop knows nothing about the task: it asks ``batch_fn(step)`` for a batch of ``(b, 2, n)``
-token windows (``C_prev``, ``C_curr`` of ``b`` documents) with next-token targets, and minimises
-the ordinary language-modelling loss over both windows. What differs between the models is only
-what their memory layers attend:
-
-==============================  =======================================================
-model                           memory layers attend
-==============================  =======================================================
-vanilla (``mode="plain"``)      nothing beyond the window
-FoT (``"crossbatch"``)          own ``C_prev`` + ``d - 1`` other documents' ``C_prev``,
-                                differentiably (``d = 1``: the FoT paper's baseline)
-MT (``"stream"``, kind ``mt``)  top-``k`` of a memory of the row's earlier windows,
-                                detached, through the MT gate
-==============================  =======================================================
+The loop knows nothing about the task: it asks ``batch_fn(step)`` for a batch and minimises the
+ordinary language-modelling loss of it (``fot_edu.training.objective``: what each model's memory
+layers attend in each mode).
 
 **Stream mode.** Each of the ``b`` rows holds one document at a time and reads it window by
 window (``fot_edu.data.batches.training_stream``); an optimiser step is one window of every row
@@ -48,12 +37,9 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from fot_edu.config import TrainConfig
-from fot_edu.data.batches import held_out_rows, training_batch, training_stream, vocab_size
-from fot_edu.data.tokenizer import IGNORE
 from fot_edu.model import FoTModel
 from fot_edu.runtime import autocast, default_device
 from fot_edu.streaming import read_window
@@ -61,6 +47,8 @@ from fot_edu.training import distributed
 from fot_edu.training.checkpoint import load_checkpoint, load_state_into, save_checkpoint
 from fot_edu.training.distributed import Ranks
 from fot_edu.training.longllama import continuation_weights
+from fot_edu.training.objective import (batch_loss, default_batch_fn, evaluate_loss, has_targets,
+                                        with_task_vocab)
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +60,6 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)  # one row per step: step, loss, lr, d, ...
     evals: list[dict] = field(default_factory=list)  # one row per evaluation: step, eval_loss
     checkpoint: Path | None = None
-
-
-def with_task_vocab(cfg: TrainConfig) -> TrainConfig:
-    """The config with ``model.vocab_size`` set to what the data task needs."""
-    return cfg.replace(model__vocab_size=vocab_size(cfg.data))
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -97,78 +80,40 @@ def make_optimizer(model: FoTModel, cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
 
 
-def batch_loss(model: FoTModel, cfg: TrainConfig, batch, step: int, gather=None, rank: int = 0,
-               memories=None):
-    """LM loss of one batch in the config's mode: ``(loss, logits)``. ``gather``, ``rank``: this
-    batch is rank ``rank``'s rows and negatives come from every rank (``fot_edu.training.distributed``).
-    Stream mode: ``batch`` is one window of the stream, read into ``memories``."""
-    tokens, targets = batch.tokens, batch.targets
-    if cfg.mode == "plain":
-        out = model(tokens)
-    elif cfg.mode == "stream":
-        out = read_window(model, tokens, memories, k=cfg.memory_k, doc_ids=batch.doc_ids,
-                          reset=batch.new_doc)
-    else:
-        out = model(tokens, d=cfg.d_at(step), negatives=cfg.negatives, doc_ids=batch.doc_ids,
-                    gather=gather, rank=rank)
-    logits = out.logits.float()
-    if not (targets != IGNORE).any():
-        if cfg.mode == "stream":  # this rank's rows ask nothing now, others may: a zero loss
-            return logits.sum() * 0.0, logits
-        raise ValueError(f"batch has no target tokens (every target is {IGNORE})")
-    loss = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=IGNORE)
-    return loss, logits
+def starting_weights(cfg: TrainConfig, init_state: dict | None = None) -> dict | None:
+    """The weights a new run starts from: ``init_state`` when given, else for a config with ``base``
+    that vanilla checkpoint with its memory layers added (the LongLLaMA recipe,
+    ``fot_edu.training.longllama.continuation_weights``), else None (fresh weights)."""
+    if init_state is None and cfg.base is not None:
+        return continuation_weights(cfg)
+    return init_state
 
 
-def default_batch_fn(cfg: TrainConfig, split: str) -> Callable[[int], object]:
-    """Batches of the config's task; held-out batches of a small split may have fewer rows
-    (``datasets.held_out_rows``: books holds 8 documents)."""
-    if cfg.mode == "stream":
-        return training_stream(cfg.data, split, cfg.batch_size, seed=cfg.seed)
-    rows = cfg.batch_size if split != "eval" else held_out_rows(
-        cfg.data, cfg.batch_size, max([cfg.d] + [d for _, d in cfg.d_schedule]))
-    return lambda step: training_batch(cfg.data, split, rows, step, seed=cfg.seed)
-
-
-def has_targets(batch) -> bool:
-    return bool((batch.targets != IGNORE).any())
-
-
-@torch.no_grad()
-def evaluate_loss(model, cfg: TrainConfig, batch_fn, step: int, device) -> float:
-    """Mean LM loss over ``cfg.eval_batches`` held-out batches (d as at ``step``). Stream mode:
-    over the first ``2 * eval_batches`` windows of the held-out stream that hold targets (as many
-    windows as crossbatch's pairs), read into fresh memories."""
-    model.eval()
-    losses, index = [], 0
-    memories = model.new_memories(cfg.batch_size, cfg.memory_capacity) if cfg.mode == "stream" else None
-    while len(losses) < cfg.eval_batches * (2 if memories is not None else 1):
-        batch = batch_fn(index).to(device)
-        index += 1
-        if memories is not None and not has_targets(batch):
-            read_window(model, batch.tokens, memories, k=cfg.memory_k, doc_ids=batch.doc_ids,
-                        reset=batch.new_doc, logits=False)
-            continue
-        with autocast(device):
-            losses.append(batch_loss(model, cfg, batch, step, memories=memories)[0].item())
-    model.train()
-    return sum(losses) / len(losses)
+def _check_resumable(old: TrainConfig, cfg: TrainConfig, path) -> None:
+    if old.model != cfg.model or old.mode != cfg.mode:
+        raise ValueError(f"cannot resume from {str(path)!r}: it was trained with another model "
+                         f"config or mode ({old.model}, mode={old.mode!r} vs {cfg.model}, "
+                         f"mode={cfg.mode!r})")
 
 
 class Trainer:
     """One training run, a step at a time: :func:`train` loops over it, the live race
     (``fot_edu.teaching.race``) interleaves two.
 
-    ``init_state``: a state dict to start from instead of fresh weights (fine-tuning an existing
-    model, as LongLLaMA does). ``out_path`` + ``resume``: continue from that checkpoint (every rank
-    reads it). ``ranks``: this process's place under torchrun; ``batch_fn`` always gives the
-    global batch, of which each rank trains on its rows. Stream mode: ``memories`` are this
-    rank's rows' memories, ``windows_read`` how far the stream has been read.
+    A new trainer stands at step 0: its model starts from ``init_state`` (the caller's choice,
+    :func:`starting_weights`; None: fresh weights), with a fresh optimiser and, in stream mode,
+    empty memories. :meth:`resumed` continues a run from its checkpoint instead. ``ranks``: this
+    process's place under torchrun; ``batch_fn`` always gives the global batch, of which each rank
+    trains on its rows. Stream mode: ``memories`` are this rank's rows' memories, ``windows_read``
+    how far the stream has been read.
     """
 
     def __init__(self, cfg: TrainConfig, *, device=None, batch_fn=None, eval_batch_fn=None,
                  init_state: dict | None = None, out_path: Path | None = None,
-                 resume: bool = False, ranks: Ranks | None = None):
+                 ranks: Ranks | None = None):
+        if init_state is None and cfg.base is not None:
+            raise ValueError(f"base={cfg.base!r} is not allowed without init_state: pass "
+                             f"init_state=starting_weights(cfg) to continue it (the LongLLaMA recipe)")
         self.device = default_device(device)
         self.ranks = ranks or Ranks()
         distributed.check_split(cfg, self.ranks)
@@ -181,38 +126,50 @@ class Trainer:
         self.cfg, self.batch_fn, self.eval_batch_fn, self.out_path = cfg, batch_fn, eval_batch_fn, out_path
         torch.manual_seed(cfg.seed)
         self.model = FoTModel(cfg.model).to(self.device)
-        if init_state is None and cfg.base is not None and not (resume and out_path is not None
-                                                                 and out_path.exists()):
-            init_state = continuation_weights(cfg)  # the LongLLaMA recipe: a vanilla base continued
         if init_state is not None:
             load_state_into(self.model, init_state)
         self.optimizer = make_optimizer(self.model, cfg)
         self.history, self.evals, self.step_index, self.windows_read = [], [], 0, 0
         self.memories = None if cfg.mode != "stream" else self.model.new_memories(
             cfg.batch_size // self.ranks.world_size, cfg.memory_capacity)
-        if resume and out_path is not None and out_path.exists():
-            state = load_checkpoint(out_path, map_location=self.device)
-            if state["config"].model != cfg.model or state["config"].mode != cfg.mode:
-                old = state["config"]
-                raise ValueError(f"cannot resume from {str(out_path)!r}: it was trained with another "
-                                 f"model config or mode ({old.model}, mode={old.mode!r} vs "
-                                 f"{cfg.model}, mode={cfg.mode!r})")
-            load_state_into(self.model, state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["rng_cpu"])
-            self.history, self.evals = state["history"], state["extra"].get("evals", [])
-            self.step_index, self.windows_read = state["step"], state["extra"].get("stream_windows", 0)
-            log.info("resumed from %s at step %d (it was trained with %s)", out_path,
-                     self.step_index, state["extra"].get("distributed", "one process"))
         self.model.train()
-        distributed.check_same(self.step_index, "the step to start at", self.ranks)
         self.parallel = distributed.data_parallel(self.model, self.ranks, self.device)
         global_negatives = self.ranks.several and cfg.crossbatch_scope == "global"
         self.gather = distributed.gather_rows if global_negatives else None
-        if self.memories is not None:  # resumed: what the memories held, read again
-            span = math.ceil(cfg.memory_capacity / cfg.data.window)
-            for index in range(max(0, self.windows_read - span), self.windows_read):
-                self._fill(self._my_rows(self.batch_fn(index)))
+
+    @classmethod
+    def resumed(cls, cfg: TrainConfig, out_path: Path, **kwargs) -> "Trainer":
+        """The run whose checkpoint is ``out_path``, continued where it stopped (every rank reads
+        it): weights, optimiser, random state, history and step, and in stream mode the memories
+        read again (:meth:`reread_memories`)."""
+        state = load_checkpoint(out_path, map_location=default_device(kwargs.get("device")))
+        _check_resumable(state["config"], cfg if kwargs.get("batch_fn") else with_task_vocab(cfg),
+                         out_path)
+        trainer = cls(cfg, out_path=out_path, init_state=state["model"], **kwargs)
+        trainer.restore(state)
+        return trainer
+
+    def restore(self, state: dict) -> None:
+        """Continue from a checkpoint's ``state`` (:func:`~fot_edu.training.checkpoint.load_checkpoint`)."""
+        _check_resumable(state["config"], self.cfg, self.out_path)
+        load_state_into(self.model, state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng_cpu"])
+        self.history, self.evals = state["history"], state["extra"].get("evals", [])
+        self.step_index, self.windows_read = state["step"], state["extra"].get("stream_windows", 0)
+        log.info("resumed from %s at step %d (it was trained with %s)", self.out_path,
+                 self.step_index, state["extra"].get("distributed", "one process"))
+        distributed.check_same(self.step_index, "the step to start at", self.ranks)
+        self.reread_memories()
+
+    def reread_memories(self) -> None:
+        """Stream mode, resumed: read again the last windows the memories held, with the current
+        weights (the one way a resumed run differs from an uninterrupted one)."""
+        if self.memories is None:
+            return
+        span = math.ceil(self.cfg.memory_capacity / self.cfg.data.window)
+        for index in range(max(0, self.windows_read - span), self.windows_read):
+            self._fill(self._my_rows(self.batch_fn(index)))
 
     @property
     def done(self) -> bool:
@@ -312,8 +269,11 @@ def train(cfg: TrainConfig, *, out_dir=None, resume: bool = False, device=None,
         out_dir.mkdir(parents=True, exist_ok=True)
         out_path = out_dir / "checkpoint.pt"
     ranks = ranks or Ranks()
-    trainer = Trainer(cfg, device=device, batch_fn=batch_fn, eval_batch_fn=eval_batch_fn,
-                      init_state=init_state, out_path=out_path, resume=resume, ranks=ranks)
+    common = dict(device=device, batch_fn=batch_fn, eval_batch_fn=eval_batch_fn, ranks=ranks)
+    if resume and out_path is not None and out_path.exists():
+        trainer = Trainer.resumed(cfg, out_path, **common)
+    else:
+        trainer = Trainer(cfg, init_state=starting_weights(cfg, init_state), out_path=out_path, **common)
     desc = f"train {cfg.mode}"
     if ranks.several:
         desc += (f" on {ranks.world_size} ranks ({ranks.backend}; b={cfg.batch_size} = "

@@ -45,13 +45,13 @@ exercise                    what you write                              checked 
 from __future__ import annotations
 
 from fot_edu.teaching.assignments import Exercise
-from fot_edu.teaching.exercises.attention import (memory_attention, memory_logits, mt_attention,
-                                                  rope_memory_logits)
+from fot_edu.teaching.exercises.attention import memory_attention, memory_logits, mt_attention
 from fot_edu.teaching.exercises.crossbatch import (crossbatch_keys, crossbatch_rows,
                                                    distraction_ratio)
 from fot_edu.teaching.exercises.memory import fifo_slots, knn_search
 from fot_edu.teaching.exercises.metrics import (parse_length, perplexity, relative_drop,
                                                 score_passkey)
+from fot_edu.teaching.exercises.rope import rope_memory_logits
 
 __all__ = ["Exercise", "names", "memory_attention", "mt_attention", "memory_logits", "knn_search",
            "fifo_slots", "crossbatch_rows", "distraction_ratio", "crossbatch_keys", "perplexity",

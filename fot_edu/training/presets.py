@@ -1,0 +1,108 @@
+"""Named presets: the recipes behind every shipped checkpoint, the race and the tests.
+
+``preset(name)`` returns a fresh :class:`~fot_edu.config.TrainConfig`. Training times and every
+figure measured on the shipped models are in ``results/checkpoints.json``.
+
+* ``dict-*`` (dictionary lookup, §5.2) and ``code-*`` (Python source): the same small model, in
+  four kinds: ``vanilla`` (no memory), ``d1`` (crossbatch with d = 1), ``fot`` (d ramped to 8),
+  ``mt`` (the Memorizing Transformer, trained as it reads).
+* ``passkey-fot``: byte-level, the retrieval curriculum, evaluated on passkey prompts (a GPU preset).
+* ``text-*``: the LongLLaMA recipe at classroom scale, a vanilla base and two short continuations.
+* ``tiny-*``: smoke-sized (seconds), for tests and ``FOT_EDU_FAST=1``.
+"""
+from __future__ import annotations
+
+from fot_edu.config import DataConfig, ModelConfig, TrainConfig
+
+_FOT_SCHEDULE = ((0, 1), (150, 2), (250, 4), (350, 8))  # the paper's advice: start small, raise d
+
+
+# MT (Wu et al. 2022) trains as it reads: mode="stream", each of the b rows one document, one window
+# of every row a step, memory of the row's earlier windows (detached). Same model, data, b and steps
+# as FoT, but a stream step holds b x n tokens, a crossbatch step b x 2 x n (C_prev + C_curr): MT sees
+# half the tokens (dictionary: (0 + 5 + 5 + 10) / 4 = 5 questions a row and step against FoT's 10).
+
+
+def _mode(kind: str) -> str:
+    return {"vanilla": "plain", "mt": "stream"}.get(kind, "crossbatch")
+
+
+def _small(task: str, window: int, kind: str, **kw) -> TrainConfig:
+    """The dictionary and code models: 3 layers of width 128, layer 1 the memory layer.
+
+    ``kind``: "vanilla" (no memory layer), "fot" or "mt" (the memory layer's kind).
+    """
+    model = ModelConfig(n_layers=3, d_model=128, n_heads=4, d_ff=512,
+                        memory_layers=() if kind == "vanilla" else (1,),
+                        memory_kind="mt" if kind == "mt" else "fot")
+    return TrainConfig(model=model, data=DataConfig(task=task, window=window), mode=_mode(kind), **kw)
+
+
+def _dict(kind: str, **kw) -> TrainConfig:
+    return _small("dictionary", 64, kind, **kw)
+
+
+def _code(kind: str, **kw) -> TrainConfig:
+    return _small("code", 128, kind, **{"steps": 750, **kw})
+
+
+_TEXT_STEPS = 2000  # the base model's steps; a continuation trains 10% of them (LongLLaMA: < 10%)
+_TEXT_FOT_SCHEDULE = ((0, 1), (50, 4), (100, 8))
+
+
+def _text(memory_layers, **kw) -> TrainConfig:
+    """Byte-level book text (``books``, windows of 256 bytes), 4 layers, RoPE everywhere."""
+    model = ModelConfig(n_layers=4, d_model=128, n_heads=4, d_ff=256, memory_layers=memory_layers,
+                        memory_position="rope")
+    return TrainConfig(model=model, data=DataConfig(task="books", window=256), batch_size=16,
+                       **{"steps": _TEXT_STEPS, **kw})
+
+
+def _text_continued(**kw) -> TrainConfig:
+    """``text-vanilla`` continued for 10% of its steps with layer 2 a memory layer."""
+    return _text(memory_layers=(2,), base="text-vanilla", steps=_TEXT_STEPS // 10, lr=1e-3,
+                 warmup_steps=20, eval_every=50, checkpoint_every=50, **kw)
+
+
+PRESETS: dict[str, callable] = {
+    "dict-vanilla": lambda: _dict("vanilla"),
+    "dict-d1": lambda: _dict("fot", d=1),
+    "dict-fot": lambda: _dict("fot", d_schedule=_FOT_SCHEDULE),
+    "dict-mt": lambda: _dict("mt"),
+    "code-vanilla": lambda: _code("vanilla"),
+    "code-d1": lambda: _code("fot", d=1),
+    "code-fot": lambda: _code("fot", d_schedule=((0, 1), (100, 2), (175, 4), (250, 8))),
+    "code-mt": lambda: _code("mt"),
+    # byte-level, trained on the retrieval curriculum (fot_edu.data.passkey), evaluated on passkey prompts
+    # up to 64x its training context of 2 x 256 bytes. A GPU preset: its training time on an H200
+    # is in results/checkpoints.json; on a 2-core CPU it takes most of an hour.
+    "passkey-fot": lambda: TrainConfig(
+        model=ModelConfig(n_layers=4, d_model=128, n_heads=4, d_ff=256, memory_layers=(2,)),
+        data=DataConfig(task="retrieval", window=256, entries_per_window=3),
+        d_schedule=((0, 1), (300, 2), (500, 4), (700, 8)), batch_size=16, steps=2000),
+    # the LongLLaMA recipe at classroom scale (fot_edu.training.longllama): a byte-level vanilla model of
+    # book text, then two short continuations of it (10% of its steps) whose layer 2 became a
+    # memory layer (RoPE kept, memory keys at position 0): d = 1 and FoT. CPU presets: their
+    # training times on a 2-core CPU are in results/checkpoints.json.
+    "text-vanilla": lambda: _text(memory_layers=(), mode="plain"),
+    "text-d1": lambda: _text_continued(d=1),
+    "text-fot": lambda: _text_continued(d_schedule=_TEXT_FOT_SCHEDULE),
+    # smoke-sized: seconds on a CPU, used by tests and FOT_EDU_FAST=1
+    "tiny-fot": lambda: TrainConfig(
+        model=ModelConfig(n_layers=2, d_model=32, n_heads=2, d_ff=64, memory_layers=(1,)),
+        data=DataConfig(task="dictionary", window=24, num_symbols=16, key_len=2, value_len=1,
+                        entries_per_window=4),
+        d_schedule=((0, 1), (20, 2)), batch_size=8, steps=40, warmup_steps=5, eval_every=20,
+        checkpoint_every=20, eval_batches=2),
+    "tiny-code": lambda: TrainConfig(
+        model=ModelConfig(n_layers=2, d_model=32, n_heads=2, d_ff=64, memory_layers=(1,)),
+        data=DataConfig(task="code", window=32), d_schedule=((0, 1), (20, 2)), batch_size=16,
+        steps=40, warmup_steps=5, eval_every=20, checkpoint_every=20, eval_batches=2),
+}
+
+
+def preset(name: str) -> TrainConfig:
+    """A fresh :class:`TrainConfig` for a named preset (see ``PRESETS``)."""
+    if name not in PRESETS:
+        raise ValueError(f"preset={name!r} is unknown: choose one of {sorted(PRESETS)}")
+    return PRESETS[name]()
