@@ -77,14 +77,14 @@ def has_nvidia_gpu(proc_path: str = "/proc/driver/nvidia", smi: str | None = Non
 def index_reachable(url: str = CPU_INDEX, timeout: float = PROBE_TIMEOUT_S) -> bool:
     """The index answers an HTTP request within ``timeout`` seconds (any HTTP status counts: a
     proxy's or the server's answer proves the route; only no answer at all does not)."""
-    request = urllib.request.Request(url.rstrip("/") + "/", method="HEAD",
-                                     headers={"User-Agent": "fot_edu choose_torch"})
     try:
+        request = urllib.request.Request(url.rstrip("/") + "/", method="HEAD",
+                                         headers={"User-Agent": "fot_edu choose_torch"})
         with urllib.request.urlopen(request, timeout=timeout):
             return True
     except urllib.error.HTTPError as err:
         return err.code < 500
-    except (OSError, ValueError):  # URLError, timeouts and refused connections are OSErrors
+    except (OSError, ValueError):  # URLError, timeouts, refused connections; ValueError: a bad URL
         return False
 
 
