@@ -54,6 +54,9 @@ $(STAMP_LAB): $(STAMP_TORCH) pyproject.toml
 $(STAMP_TEST): $(STAMP_LAB) pyproject.toml
 	@echo "==> [3/3] the test tools (extra test)"
 	$(PY) -m pip install -e ".[notebooks,test,faiss]"
+	@# the CFF 1.2.0 schema for tests/test_project_files.py: cffconvert's wheel, downloaded, not
+	@# installed (it requires jsonschema<4, which JupyterLab does not accept)
+	$(PY) -m pip download --no-deps --quiet --dest $(VENV)/cffconvert "cffconvert==2.0.0"
 	touch $@
 
 venv-lab: $(STAMP_LAB)

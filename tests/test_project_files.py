@@ -1,11 +1,19 @@
 """The files users, citers and contributors look for: LICENSE, the corpus licence beside the corpus,
-CITATION.cff (valid against the CFF 1.2.0 schema, shipped in tests/data), the README's BibTeX, the
-changelog, the pre-commit hooks, and a CI script that sets CI itself."""
+CITATION.cff (valid against the CFF 1.2.0 schema), the README's BibTeX, the changelog, the
+pre-commit hooks, and a CI script that sets CI itself.
+
+The CFF schema is the one the ``cffconvert`` wheel ships (``cffconvert/schemas/1.2.0/schema.json``).
+``cffconvert`` itself cannot be installed beside JupyterLab (it requires ``jsonschema<4``), so
+``make test`` downloads its wheel, without installing it, into ``.venv/cffconvert/`` and this test
+reads the schema from there."""
 from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import sys
+import zipfile
 from pathlib import Path
 
 import jsonschema
@@ -13,7 +21,27 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = json.loads((ROOT / "tests" / "data" / "cff-1.2.0.schema.json").read_text())
+WHEELS = Path(sys.prefix) / "cffconvert"  # make test: pip download --no-deps cffconvert
+
+
+def _schema() -> dict:
+    wheels = sorted(WHEELS.glob("cffconvert-*.whl"))
+    if not wheels:
+        message = f"no cffconvert wheel in {WHEELS}: run `make venv-test` (it downloads the CFF schema)"
+        if os.environ.get("CI"):
+            raise FileNotFoundError(message)
+        pytest.skip(message)
+    with zipfile.ZipFile(wheels[-1]) as wheel:
+        return json.loads(wheel.read("cffconvert/schemas/1.2.0/schema.json"))
+
+
+SCHEMA = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def schema():
+    global SCHEMA
+    SCHEMA = _schema()
 PAPER_AUTHORS = [("Szymon", "Tworkowski"), ("Konrad", "Staniszewski"), ("Mikołaj", "Pacek"),
                  ("Yuhuai", "Wu"), ("Henryk", "Michalewski"), ("Piotr", "Miłoś")]
 PAPER_TITLE = "Focused Transformer: Contrastive Training for Context Scaling"
