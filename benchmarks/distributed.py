@@ -30,9 +30,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from fot_edu.training.presets import preset
 from fot_edu.evaluation.records import RECORDS_DIR, Recording, load_average, write_record
 from fot_edu.training import distributed
+from fot_edu.training.presets import preset
 from fot_edu.training.train import Trainer
 
 VARIANTS = {"1 process": (1, "local"), "2 ranks, local": (2, "local"),

@@ -7,7 +7,7 @@
 
 The keys are **real model keys**: the unit keys of the memory layer (head 0) of a trained model,
 computed over corpus text, and the queries are that layer's unit queries on other text. Trained
-model: ``data/checkpoints/dict-fot.pt`` when it exists (streaming its task's documents), else a
+model: ``fot_edu/shipped/checkpoints/dict-fot.pt`` when it exists (streaming its task's documents), else a
 ``code-fot`` model trained here for a few dozen steps on the standard-library code corpus. Random
 unit vectors are measured too, for comparison: real keys are clustered, which is what makes
 approximate search both useful and harder to get right.
@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from common import compare, finish, quick_flag, table
 
-from fot_edu.training.presets import preset
 from fot_edu.data.batches import eval_documents
 from fot_edu.memory import KNNMemory
 from fot_edu.training.checkpoint import CHECKPOINT_DIR, load_model
+from fot_edu.training.presets import preset
 from fot_edu.training.train import train
 
 K = 32

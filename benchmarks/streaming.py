@@ -40,7 +40,6 @@ from fot_edu.memory import KNNMemory
 from fot_edu.training.checkpoint import load_model
 
 
-
 @torch.no_grad()
 def memory_layer_items(model, tokens: torch.Tensor, n: int):
     """Unit keys and values ``(h, L, dh)`` of the first memory layer for ``tokens`` ``(L,)``,

@@ -37,10 +37,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from fot_edu.training.presets import preset  # noqa: E402
 from fot_edu.evaluation.copying import copy_gap, with_repeats  # noqa: E402
 from fot_edu.evaluation.passkey import passkey_accuracy  # noqa: E402
 from fot_edu.training.objective import default_batch_fn, with_task_vocab  # noqa: E402
+from fot_edu.training.presets import preset  # noqa: E402
 from fot_edu.training.train import Trainer  # noqa: E402
 
 ARMS = {"synthetic": dict(share=1.0, background="random"), "strings": dict(share=0.5, background="text")}

@@ -12,7 +12,7 @@
    memory (the 8 previous windows), r_8 (own previous window's share of the memory part), and
    the largest weight any query gives one memory key.
 
-Models: data/checkpoints/text-* by default (``--runs DIR`` reads DIR/NAME/checkpoint.pt).
+Models: fot_edu/shipped/checkpoints/text-* by default (``--runs DIR`` reads DIR/NAME/checkpoint.pt).
 """
 from __future__ import annotations
 

@@ -14,3 +14,10 @@ LongLLaMA recipe), ``evaluation`` (r_d, perplexity, passkey, copying, probes, in
 records), ``teaching`` (figures, widgets, the race, exercises) and ``cli`` (``python -m fot_edu
 --help``). ``docs/architecture.md`` describes the layout, the flow of data and the contracts.
 """
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("fot-edu")  # the installed distribution's, from pyproject.toml
+except PackageNotFoundError:  # imported from a checkout that was never installed
+    __version__ = "unknown"

@@ -80,7 +80,7 @@ class DataConfig:
     entries_per_window: int = 10  # definitions (retrieval: needles) in C_prev, questions in C_curr
     doc_windows: int = 4  # stream training: windows of a dictionary document (definitions, mixed
     # definitions and questions, ..., questions), so the asked definitions are only in memory
-    large: bool = False  # corpora: the uncut versions in data/large/ (`python -m fot_edu data build --large`)
+    large: bool = False  # corpora: the uncut versions (`python -m fot_edu data build --large`)
 
     def __post_init__(self) -> None:
         _check(self.task in TASKS, "task", self.task, f"one of {TASKS}")

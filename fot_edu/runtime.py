@@ -1,21 +1,30 @@
-"""Where code runs: cuda with bf16 autocast when there is a GPU, the CPU otherwise.
+"""Where code runs and where its files are: cuda with bf16 autocast when there is a GPU, the CPU
+otherwise; the shipped corpora and checkpoints inside the installed package.
 
 ``FOT_EDU_DEVICE`` overrides the choice (``cpu``, ``cuda``, ``cuda:1``); ``FOT_EDU_FAST=1``
 asks notebooks and experiments for smoke-sized runs (CI sets it). No code change is needed to move
 between a laptop and a GPU machine.
+
+:data:`SHIPPED` is package data (``importlib.resources``), so a plain ``pip install`` finds the
+corpora and checkpoints from any directory; ``FOT_EDU_DATA_DIR`` and ``FOT_EDU_CHECKPOINTS``
+point elsewhere. Files the package writes (uncut corpora, runs) never go inside it.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.resources
 import os
 from pathlib import Path
 
 import torch
 
-# The checkout this package sits in (the repository root): the shipped data/, notebooks/ and apps/
-# are found beside the package from here.
+# The shipped corpora (and their provenance and licences) and, in checkpoints/, the shipped models.
+SHIPPED = Path(str(importlib.resources.files("fot_edu") / "shipped"))
+# Where the package sits: in a source checkout, the repository root (notebooks/, apps/, results/).
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
+# What the package writes for itself (uncut corpora): a cache outside it, never inside.
+CACHE_DIR = Path(os.environ.get("FOT_EDU_CACHE", Path.home() / ".cache" / "fot_edu"))
 
 
 def default_device(requested: str | None = None) -> torch.device:

@@ -19,8 +19,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from fot_edu.training.presets import preset  # noqa: E402
 from fot_edu.evaluation.records import RECORDS_DIR, RESULTS_DIR  # noqa: E402
+from fot_edu.training.presets import preset  # noqa: E402
 
 RESULTS = RESULTS_DIR / "checkpoints.json"
 STYLE = {"fot": ("#1f77b4", "-o"), "d1": ("#d62728", "-s"), "mt": ("#9467bd", "-^"),

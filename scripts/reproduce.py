@@ -1,10 +1,10 @@
 """Retrain every preset from scratch, re-evaluate it, and print the new figures beside the
-shipped ones (``make reproduce``). ``--ship`` replaces data/checkpoints/ with the new results.
+shipped ones (``make reproduce``). ``--ship`` replaces fot_edu/shipped/checkpoints/ with the new results.
 
     python scripts/reproduce.py                       # all presets, into runs/
     python scripts/reproduce.py dict-fot dict-d1      # some of them
     python scripts/reproduce.py --eval-only --ship    # re-evaluate existing runs/ and ship them
-    python scripts/reproduce.py dict-fot --shipped --ship  # re-evaluate data/checkpoints/dict-fot.pt
+    python scripts/reproduce.py dict-fot --shipped --ship  # re-evaluate fot_edu/shipped/checkpoints/dict-fot.pt
     python scripts/reproduce.py text-vanilla text-d1 text-fot --device cuda  # train on a GPU
 """
 from __future__ import annotations
@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 
-from fot_edu.training.presets import preset
 from fot_edu.evaluation import TOP_K
 from fot_edu.evaluation.distraction import dictionary_accuracy, distraction_summary
 from fot_edu.evaluation.passkey import passkey_accuracy, passkey_paired
@@ -29,6 +28,7 @@ from fot_edu.evaluation.perplexity import perplexity_vs_memory, perplexity_with_
 from fot_edu.evaluation.records import RESULTS_DIR
 from fot_edu.training.checkpoint import CHECKPOINT_DIR, export_weights, load_model
 from fot_edu.training.longllama import continuation_weights
+from fot_edu.training.presets import preset
 from fot_edu.training.train import train
 
 PRESETS = ["dict-fot", "dict-d1", "dict-vanilla", "dict-mt",
@@ -94,7 +94,7 @@ def evaluate(path) -> dict:
 
 
 def write_readme(shipped: dict) -> None:
-    """data/checkpoints/README.md: for each checkpoint the command, seed, wall time, machine and
+    """fot_edu/shipped/checkpoints/README.md: for each checkpoint the command, seed, wall time, machine and
     its evaluation figures, regenerated from results/checkpoints.json."""
     lines = ["# Shipped checkpoints", "",
              "Small trained models so notebooks and classrooms need not train first. Load one by name:",
@@ -141,7 +141,7 @@ def write_readme(shipped: dict) -> None:
 def ship_record(name: str, record: dict, merge: bool = False) -> dict:
     """Replace ``name``'s entry in results/checkpoints.json, and nothing else: under a lock, the file is read
     again just before writing (other runs may have shipped other entries meanwhile), then
-    replaced atomically; data/checkpoints/README.md is regenerated from it. Returns all entries.
+    replaced atomically; fot_edu/shipped/checkpoints/README.md is regenerated from it. Returns all entries.
     ``merge``: update the entry's fields with ``record``'s, keeping the others (re-evaluation)."""
     tag = hashlib.sha1(str(RESULTS.resolve()).encode()).hexdigest()[:12]
     lock = Path(tempfile.gettempdir()) / f"fot_edu-results-{tag}.lock"
@@ -164,10 +164,10 @@ def main() -> None:
     parser.add_argument("--runs", default="runs", help="training folders (default runs/)")
     parser.add_argument("--eval-only", action="store_true", help="skip training, evaluate runs/")
     parser.add_argument("--shipped", action="store_true", help="skip training, evaluate the shipped "
-                        "data/checkpoints/NAME.pt in place; with --ship, replace only its figures "
+                        "fot_edu/shipped/checkpoints/NAME.pt in place; with --ship, replace only its figures "
                         "(and eval machine/time) in results/checkpoints.json, keeping command, seed, training "
                         "time and machine; the .pt file is left as it is")
-    parser.add_argument("--ship", action="store_true", help="copy weights + figures to data/checkpoints/")
+    parser.add_argument("--ship", action="store_true", help="copy weights + figures to fot_edu/shipped/checkpoints/")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="train on this device (default cpu; cuda "
                         "retrains on a GPU, with bf16 autocast). Evaluation runs on the CPU, so "

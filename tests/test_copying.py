@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from fot_edu.training.presets import preset
 from fot_edu.data.batches import training_batch
 from fot_edu.evaluation.copying import PRINTABLE, copy_gap, with_repeats
 from fot_edu.training.objective import with_task_vocab
+from fot_edu.training.presets import preset
 
 CFG = with_task_vocab(preset("text-vanilla"))
 

@@ -1,4 +1,4 @@
-"""The committed code corpus (data/code.jsonl.gz): one fixed set of documents and one fixed split on
+"""The committed code corpus (fot_edu/shipped/code.jsonl.gz): one fixed set of documents and one fixed split on
 every Python, read from the file and never from the running interpreter's stdlib."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from fot_edu.data.corpora import (CORPORA, DATA_DIR, Document, clear_cache, corp
 from fot_edu.data.corpus_build import build_code, build_corpora, write_jsonl
 
 # The shipped code-* checkpoints were trained on this file: its documents and its eval split must
-# not change (a rebuild under another Python would change both; see data/README.md).
+# not change (a rebuild under another Python would change both; see fot_edu/shipped/README.md).
 CODE_PYTHON = "3.11.7"
 CODE_DOCUMENTS = 529
 CODE_EVAL_NAMES_SHA256 = "f1e6f80d48a90d14c450046bae0cafacccdf4a6f80dda7bb57825c2ec57438bd"

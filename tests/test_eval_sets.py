@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from fot_edu.config import DataConfig, ModelConfig, TrainConfig
-from fot_edu.training.presets import preset
 from fot_edu.data.batches import _split
 from fot_edu.data.dictionary import dictionary_eval_batch
 from fot_edu.data.tokenizer import IGNORE
@@ -16,6 +15,7 @@ from fot_edu.evaluation.memory_fill import read_with_memory
 from fot_edu.evaluation.perplexity import perplexity_with_distractors
 from fot_edu.evaluation.sets import eval_pairs, perplexity_eval_set
 from fot_edu.model import FoTModel
+from fot_edu.training.presets import preset
 
 
 def tiny(name="tiny-fot", **data):

@@ -110,10 +110,10 @@ def test_licenses_are_where_people_look():
     mit = (ROOT / "LICENSE").read_text()
     assert mit.startswith("MIT License\n\nCopyright (c) 2026 the fot_edu authors\n")
     assert 'THE SOFTWARE IS PROVIDED "AS IS"' in mit
-    psf = (ROOT / "data" / "LICENSE-PSF.txt").read_text()
+    psf = (ROOT / "fot_edu" / "shipped" / "LICENSE-PSF.txt").read_text()
     assert "PYTHON SOFTWARE FOUNDATION LICENSE VERSION 2" in psf
     assert "2023 Python Software Foundation;\nAll Rights Reserved" in psf  # CPython 3.11.7's notice
-    assert "(LICENSE-PSF.txt)" in (ROOT / "data" / "README.md").read_text(encoding="utf-8")
+    assert "(LICENSE-PSF.txt)" in (ROOT / "fot_edu" / "shipped" / "README.md").read_text(encoding="utf-8")
 
 
 def test_pre_commit_strips_notebooks_from_pypi_only():

@@ -20,7 +20,6 @@ import torch
 
 from fot_edu.attention import memory_attention, mt_attention
 from fot_edu.config import DataConfig, ModelConfig, TrainConfig
-from fot_edu.training.presets import preset
 from fot_edu.crossbatch import crossbatch_memory, neighbour_rows
 from fot_edu.data.batches import training_batch
 from fot_edu.data.corpora import load_corpus, read_jsonl
@@ -30,6 +29,7 @@ from fot_edu.model import FoTModel
 from fot_edu.streaming import generate, stream_logits
 from fot_edu.training.checkpoint import (load_checkpoint, load_model, load_state_into, resolve,
                                          save_checkpoint)
+from fot_edu.training.presets import preset
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(vocab_size=16, d_model=16, n_heads=2, d_ff=32, n_layers=2, memory_layers=(1,), max_window=32)

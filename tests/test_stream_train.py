@@ -10,13 +10,13 @@ import torch
 from torch.testing import assert_close
 
 from fot_edu.config import DataConfig, ModelConfig, TrainConfig
-from fot_edu.training.presets import preset
 from fot_edu.data.batches import WindowStream, iter_stream_windows, training_stream
 from fot_edu.data.dictionary import DictionaryDocument
 from fot_edu.model import FoTModel
 from fot_edu.runtime import one_thread
 from fot_edu.streaming import read_window
 from fot_edu.training.checkpoint import load_checkpoint, load_model, save_checkpoint
+from fot_edu.training.presets import preset
 from fot_edu.training.train import Trainer, train
 
 VOCAB, N, B = 16, 12, 8

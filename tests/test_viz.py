@@ -5,10 +5,10 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from fot_edu.training.presets import PRESETS
 from fot_edu.evaluation import knn_recall, probes
 from fot_edu.teaching import figures, report, widgets
 from fot_edu.training import pretrained
+from fot_edu.training.presets import PRESETS
 from fot_edu.training.train import train
 
 

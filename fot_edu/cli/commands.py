@@ -12,7 +12,6 @@ import torch
 from tqdm.auto import tqdm
 
 from fot_edu.cli.serve import run_lab, run_present
-from fot_edu.training.presets import preset
 from fot_edu.data.corpora import DATA_DIR
 from fot_edu.data.corpus_build import build_corpora
 from fot_edu.data.summary import corpus_summary, format_summary
@@ -26,6 +25,7 @@ from fot_edu.teaching.race import RaceConfig, race, race_table
 from fot_edu.teaching.report import tour, write_report
 from fot_edu.training.checkpoint import load_model
 from fot_edu.training.distributed import torchrun_process
+from fot_edu.training.presets import preset
 from fot_edu.training.train import train
 
 

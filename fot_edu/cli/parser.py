@@ -6,10 +6,11 @@ import argparse
 import logging
 import sys
 
+import fot_edu
 from fot_edu.cli import commands
 from fot_edu.cli.serve import APPS
-from fot_edu.training.presets import PRESETS
 from fot_edu.data.corpora import CORPORA, LARGE_DIR
+from fot_edu.training.presets import PRESETS
 
 
 def _ints(text: str) -> list[int]:
@@ -93,9 +94,9 @@ def _add_data(sub) -> None:
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
     show.set_defaults(func=commands.cmd_data_show)
     build = what.add_parser("build", help="build corpora from local sources (never downloads)",
-                            description=f"--large: uncut corpora into {LARGE_DIR} (git-ignored). "
-                                        "Without it: rebuild the committed excerpts in data/ "
-                                        "(sources: data/README.md).")
+                            description=f"--large: uncut corpora into {LARGE_DIR}. "
+                                        "Without it: rebuild the committed excerpts in fot_edu/shipped/ "
+                                        "(sources: fot_edu/shipped/README.md).")
     build.add_argument("--large", action="store_true", help="uncut corpora for GPU runs")
     build.add_argument("--code", action="store_true",
                        help="the code corpus from this interpreter's stdlib (committed: CPython "
@@ -114,6 +115,7 @@ def _add_device(p) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fot_edu", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"fot_edu {fot_edu.__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -10,20 +10,20 @@ Our stand-ins, all usable offline on a fresh checkout:
 
 | paper (§5.1)    | here       | one document                       | from                     |
 |-----------------|------------|------------------------------------|--------------------------|
-| GitHub code     | ``code``   | a ``.py`` file of CPython's stdlib | ``data/code.jsonl.gz``   |
-| PG-19           | ``books``  | a book (its first ~48 KB)          | ``data/books.jsonl.gz``  |
-| Isabelle proofs | ``proofs`` | a section of Metamath's ``set.mm`` | ``data/proofs.jsonl.gz`` |
+| GitHub code     | ``code``   | a ``.py`` file of CPython's stdlib | ``fot_edu/shipped/code.jsonl.gz``   |
+| PG-19           | ``books``  | a book (its first ~48 KB)          | ``fot_edu/shipped/books.jsonl.gz``  |
+| Isabelle proofs | ``proofs`` | a section of Metamath's ``set.mm`` | ``fot_edu/shipped/proofs.jsonl.gz`` |
 
 Every corpus is read from its committed file, whatever Python runs this: the documents, and so the
 train/eval split, are the same everywhere (the ``code`` file was taken once from Python 3.11.7's
 standard library; the shipped ``code-*`` checkpoints were trained on it). Train and eval are split
 by whole document (:func:`split_documents`): a model must never have seen the document whose memory
-it is evaluated on. ``data/README.md`` records sources and licences; ``fot_edu.data.corpus_build``
+it is evaluated on. ``fot_edu/shipped/README.md`` records sources and licences; ``fot_edu.data.corpus_build``
 rebuilds the committed files from their sources.
 
 Differences from the paper: our corpora are tiny (megabytes, not gigabytes) and books are cut to
 their first pages, so the "long" in long context is thousands of tokens here, not hundreds of
-thousands. ``python -m fot_edu data build --large`` writes bigger versions to ``data/large/``.
+thousands. ``python -m fot_edu data build --large`` writes bigger versions to ``~/.cache/fot_edu/large/`` (``FOT_EDU_CACHE``).
 """
 from __future__ import annotations
 
@@ -39,11 +39,11 @@ import numpy as np
 import torch
 
 from fot_edu.data.tokenizer import IGNORE
-from fot_edu.runtime import SOURCE_ROOT
+from fot_edu.runtime import CACHE_DIR, SHIPPED
 
 CORPORA = ("code", "books", "proofs")
-DATA_DIR = Path(os.environ.get("FOT_EDU_DATA_DIR", SOURCE_ROOT / "data"))
-LARGE_DIR = DATA_DIR / "large"
+DATA_DIR = Path(os.environ.get("FOT_EDU_DATA_DIR", SHIPPED))
+LARGE_DIR = CACHE_DIR / "large"
 EVAL_FRACTION = 0.1  # share of each corpus held out, by whole document
 SPLIT_SEED = 0  # one split for every training seed, recorded in each .meta.json
 

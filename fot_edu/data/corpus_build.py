@@ -1,10 +1,10 @@
 """Building the corpus files from their sources: cleaning, cutting into documents, writing.
 
 Run once by a maintainer (``python -m fot_edu data build --code --books-source DIR
---proofs-source set.mm``) to make the committed ``data/code.jsonl.gz``, ``data/books.jsonl.gz``
-and ``data/proofs.jsonl.gz``, or by a user (``python -m fot_edu data build --large``) to make the
-uncut versions in ``data/large/``. Sources are local files; nothing is downloaded.
-``data/README.md`` says where each comes from and under which licence.
+--proofs-source set.mm``) to make the committed ``fot_edu/shipped/code.jsonl.gz``, ``fot_edu/shipped/books.jsonl.gz``
+and ``fot_edu/shipped/proofs.jsonl.gz``, or by a user (``python -m fot_edu data build --large``) to make the
+uncut versions in ``~/.cache/fot_edu/large/``. Sources are local files; nothing is downloaded.
+``fot_edu/shipped/README.md`` says where each comes from and under which licence.
 
 How a source becomes documents (what a "document" is matters for FoT, see ``fot_edu.data.corpora``):
 
@@ -255,8 +255,8 @@ def build_corpora(out_dir: Path | None = None, books_source: Path | None = None,
     """Write ``books``, ``proofs`` (and if ``code`` or ``large``, ``code``) to ``out_dir``; say
     what was done.
 
-    ``large=False`` rebuilds the committed excerpts in ``data/``; ``large=True`` writes whole books,
-    all of ``set.mm`` and the stdlib including its tests to ``data/large/`` (git-ignored). A corpus
+    ``large=False`` rebuilds the committed excerpts in ``fot_edu/shipped/``; ``large=True`` writes whole books,
+    all of ``set.mm`` and the stdlib including its tests to ``~/.cache/fot_edu/large/``. A corpus
     whose source is not on this machine is skipped with a warning: nothing is downloaded.
     """
     out = Path(out_dir) if out_dir is not None else (LARGE_DIR if large else DATA_DIR)

@@ -39,7 +39,7 @@ def headline_models() -> dict:
 def models_note() -> str:
     if all(has_checkpoint(c) for c in HEADLINE_MODELS.values()):
         return ("shipped checkpoints dict-d1 and dict-fot (1200 training steps each; "
-                "data/checkpoints/README.md says how they were trained)")
+                "fot_edu/shipped/checkpoints/README.md says how they were trained)")
     return "short training runs (no shipped checkpoints found)"
 
 

@@ -7,7 +7,7 @@
   code on your machine. The config is stored as JSON text beside the weights.
 * **Self-describing**: the config travels with the weights, so ``load_model`` needs nothing else.
 
-Named checkpoints (``"dict-fot"``) are looked up in ``data/checkpoints/`` of this repository (or
+Named checkpoints (``"dict-fot"``) are looked up in ``fot_edu/shipped/checkpoints/`` of this repository (or
 ``$FOT_EDU_CHECKPOINTS``).
 """
 from __future__ import annotations
@@ -23,11 +23,10 @@ import torch
 
 from fot_edu.config import TrainConfig
 from fot_edu.model import FoTModel
-from fot_edu.runtime import SOURCE_ROOT
+from fot_edu.runtime import SHIPPED
 
 FORMAT_VERSION = 1
-CHECKPOINT_DIR = Path(os.environ.get("FOT_EDU_CHECKPOINTS",
-                                     SOURCE_ROOT / "data" / "checkpoints"))
+CHECKPOINT_DIR = Path(os.environ.get("FOT_EDU_CHECKPOINTS", SHIPPED / "checkpoints"))
 
 
 def save_checkpoint(path, model, cfg: TrainConfig, *, optimizer=None, step: int = 0,
@@ -62,7 +61,7 @@ def save_checkpoint(path, model, cfg: TrainConfig, *, optimizer=None, step: int 
 
 
 def resolve(name_or_path) -> Path:
-    """A path as given, or a shipped checkpoint's name (``"dict-fot"`` -> data/checkpoints/...)."""
+    """A path as given, or a shipped checkpoint's name (``"dict-fot"`` -> fot_edu/shipped/checkpoints/...)."""
     path = Path(name_or_path)
     if path.exists():
         return path

@@ -1,7 +1,7 @@
 r"""The models the notebooks, widgets and report use: shipped checkpoints, or a short training run.
 
 Every notebook asks for its models by name (``load_or_train("dict-fot")``). When the checkpoint is
-shipped in ``data/checkpoints/`` (or ``$FOT_EDU_CHECKPOINTS``) it is loaded; otherwise the preset
+shipped in ``fot_edu/shipped/checkpoints/`` (or ``$FOT_EDU_CHECKPOINTS``) it is loaded; otherwise the preset
 is trained now, shortened by :func:`fallback_config` (minutes on a CPU; seconds in fast mode,
 ``FOT_EDU_FAST=1``), and cached for the session.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 
 from fot_edu.config import ModelConfig, TrainConfig
-from fot_edu.training.presets import preset, PRESETS
 from fot_edu.runtime import fast_mode, one_thread
 from fot_edu.training.checkpoint import CHECKPOINT_DIR, load_model
+from fot_edu.training.presets import PRESETS, preset
 from fot_edu.training.train import train
 
 _TRAINED: dict = {}
@@ -51,7 +51,7 @@ def fallback_config(name: str, fast: bool) -> TrainConfig:
 
 
 def has_checkpoint(name: str) -> bool:
-    """True when ``data/checkpoints/{name}.pt`` (or ``$FOT_EDU_CHECKPOINTS``) is shipped."""
+    """True when ``fot_edu/shipped/checkpoints/{name}.pt`` (or ``$FOT_EDU_CHECKPOINTS``) is shipped."""
     return (CHECKPOINT_DIR / f"{name}.pt").exists()
 
 
