@@ -146,7 +146,7 @@ def induction_scores(model: FoTModel, *, rows: int = 16, span: int = 100, gap: i
 
 
 def with_repeats(batch: Batch, share: float, rng: np.random.Generator, *, lengths=(16, 64),
-                 background: str = "text") -> Batch:
+                 background: str = "text", across: bool = False) -> Batch:
     """``batch`` with a random string written twice into every window of a ``share`` of its rows.
 
     In each chosen window a string of ``L`` random printable bytes (``L`` uniform in
@@ -154,6 +154,9 @@ def with_repeats(batch: Batch, share: float, rng: np.random.Generator, *, length
     same window, so the distance varies and only the string's bytes, not their position, say
     what comes next. ``background="text"`` keeps the rest of the row (book text);
     ``"random"`` replaces it with random bytes too (the rows then teach nothing but copying).
+    ``across=True`` writes the first copy into window ``j - 1`` and the second into window ``j``
+    instead (for pairs: ``C_prev``, then ``C_curr``), so that only reading the window before (a
+    memory layer's job) predicts the second copy.
     Targets follow the tokens (the next byte of the row). Returns a new batch; ``rng`` decides
     everything, so a seeded generator makes the same batch again.
     """
@@ -163,6 +166,8 @@ def with_repeats(batch: Batch, share: float, rng: np.random.Generator, *, length
         raise ValueError(f"background={background!r} is not allowed: 'text' or 'random'")
     b, w, n = batch.tokens.shape
     low, high = lengths
+    if across and w < 2:
+        raise ValueError(f"across=True is not allowed with {w} window a row: it needs at least 2")
     if not (isinstance(low, int) and 1 <= low <= high and 2 * high <= n):
         raise ValueError(f"lengths={lengths!r} is not allowed with window={n}: 1 <= low <= high "
                          f"and two strings of the longest length must fit (2 * high <= {n})")
@@ -170,10 +175,14 @@ def with_repeats(batch: Batch, share: float, rng: np.random.Generator, *, length
     for row in np.flatnonzero(rng.random(b) < share):
         if background == "random":
             flat[row] = torch.from_numpy(rng.integers(*PRINTABLE, flat.shape[1]))
-        for j in range(w):
+        for j in range(1 if across else 0, w):
             size = int(rng.integers(low, high + 1))
-            first = j * n + int(rng.integers(0, n - 2 * size + 1))
-            second = int(rng.integers(first + size, j * n + n - size + 1))
+            if across:  # anywhere in window j - 1, then anywhere in window j
+                first = (j - 1) * n + int(rng.integers(0, n - size + 1))
+                second = j * n + int(rng.integers(0, n - size + 1))
+            else:
+                first = j * n + int(rng.integers(0, n - 2 * size + 1))
+                second = int(rng.integers(first + size, j * n + n - size + 1))
             string = torch.from_numpy(rng.integers(*PRINTABLE, size))
             flat[row, first:first + size] = string
             flat[row, second:second + size] = string

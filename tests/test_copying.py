@@ -10,7 +10,7 @@ from fot_edu.config import ModelConfig
 from fot_edu.copying import (PRINTABLE, _attention_weights, copy_gap, induction_pattern_score,
                              induction_scores, with_repeats)
 from fot_edu.model import FoTModel
-from fot_edu.datasets import training_batch
+from fot_edu.datasets import Batch, training_batch
 from fot_edu.train import with_task_vocab
 
 CFG = with_task_vocab(preset("text-vanilla"))
@@ -156,3 +156,17 @@ def test_with_repeats_names_bad_arguments(kwargs, match):
     batch = training_batch(CFG.data, "train", 2, step=0)
     with pytest.raises(ValueError, match=match):
         with_repeats(batch, rng=np.random.default_rng(0), **kwargs)
+
+
+def test_with_repeats_across_windows_puts_the_second_copy_in_the_next_window():
+    batch = training_batch(CFG.data, "train", 8, step=3)
+    out = with_repeats(batch, 1.0, np.random.default_rng(0), lengths=(20, 20), across=True)
+    for row in range(8):
+        prev, curr = out.tokens[row, 0].tolist(), out.tokens[row, 1].tolist()
+        assert any(curr[i:i + 20] == prev[k:k + 20] for i in range(len(curr) - 19)
+                   for k in range(len(prev) - 19)), "a 20-byte string of C_prev recurs in C_curr"
+        changed = (out.tokens[row] != batch.tokens[row]).nonzero()[:, 0].unique().tolist()
+        assert changed == [0, 1]
+    with pytest.raises(ValueError, match="across=True is not allowed with 1 window"):
+        with_repeats(Batch(batch.tokens[:, :1], batch.targets[:, :1], batch.doc_ids, batch.offsets),
+                     1.0, np.random.default_rng(0), across=True)

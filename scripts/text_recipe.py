@@ -1,0 +1,130 @@
+"""Does a copying base give the LongLLaMA recipe something to extend? One base, two continuations,
+every figure of the issue's targets, recorded.
+
+    python scripts/copy_emergence.py --arm curriculum --steps 1600 --smear-keys 2 --save runs/base-smear2.pt
+    python scripts/text_recipe.py --base runs/base-smear2.pt --name smear2 [--data cross]
+
+The base is any vanilla ``books`` checkpoint of the ``text-vanilla`` architecture (``--save`` of
+``scripts/copy_emergence.py``: e.g. the copy-first curriculum, with or without smeared keys).
+Its layers ``--memory-layers`` (default 2, as ``text-d1``/``text-fot``) become LongLLaMA memory
+layers (RoPE kept, ``fot_edu.longllama``) and two continuations train for 10% of the base's
+steps, with ``text-d1``'s and ``text-fot``'s settings (lr 1e-3, 20 warm-up steps; FoT: d = 1,
+then 4 from a quarter of the steps, 8 from half). ``--data``: what the continuations read:
+``plain`` book pairs; ``strings`` (half the rows carry a string written twice inside a window,
+``fot_edu.copying.with_repeats``); ``cross`` (half the rows carry a string in ``C_prev`` that
+recurs in ``C_curr``: only reading the previous window predicts it).
+
+Measured, per model: the copy gap (random and text spans), induction scores per layer and head;
+the base's passkey at 1x without memory; per continuation: r_8 (``eval distraction --d 8``),
+perplexity against a single-document memory of 0, 1k, 4k, 16k tokens (dense), the rise with 7
+distractor books (and the ratio of FoT's rise to d=1's), passkey with top-32 memory at 1x and 16x.
+Writes ``docs/records/text-recipe-<name>-cpu.json`` (command, seed, commit, machine, seconds)
+and the continuations to ``runs/text-recipe-<name>-{d1,fot}.pt``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from fot_edu.checkpoint import load_checkpoint, load_model, save_checkpoint  # noqa: E402
+from fot_edu.config import preset  # noqa: E402
+from fot_edu.copying import copy_gap, induction_scores, with_repeats  # noqa: E402
+from fot_edu.evaluate import distraction_summary  # noqa: E402
+from fot_edu.long_context import passkey_accuracy, perplexity_vs_memory  # noqa: E402
+from fot_edu.perplexity import perplexity_with_distractors  # noqa: E402
+from fot_edu.train import Trainer, default_batch_fn, with_task_vocab  # noqa: E402
+
+DATA = {"plain": None, "strings": dict(share=0.5, across=False), "cross": dict(share=0.5, across=True)}
+MEMORY_TOKENS = (0, 1024, 4096, 16384)
+
+
+def copying(model, cfg) -> dict:
+    out = {content: copy_gap(model, cfg, content=content) for content in ("random", "text")}
+    return {**out, "induction": induction_scores(model)}
+
+
+def continuation_config(base: Path, base_cfg, kind: str, layers, steps: int):
+    """``text-d1``/``text-fot`` (``fot_edu.config``) with this base, its model and these layers."""
+    cfg = preset(f"text-{kind}")
+    model = base_cfg.model.__class__(**{**base_cfg.model.__dict__, "memory_layers": tuple(layers),
+                                        "memory_position": "rope"})
+    schedule = ((0, 1), (steps // 4, 4), (steps // 2, 8)) if kind == "fot" else ()
+    return with_task_vocab(cfg.replace(model=model, base=str(base), steps=steps, d_schedule=schedule,
+                                       eval_every=steps, checkpoint_every=steps))
+
+
+def memory_figures(model, cfg, baseline=None) -> dict:
+    out = {"r_8": distraction_summary(model, cfg, (8,)),
+           "perplexity_vs_memory": perplexity_vs_memory(model, cfg, MEMORY_TOKENS),
+           "passkey_top32": passkey_accuracy(model, cfg, ["1x", "16x"], trials=50, k=32)}
+    out["perplexity_distractors"] = perplexity_with_distractors(model, cfg, (0, 7), baseline=baseline)
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--base", type=Path, required=True, help="a vanilla books checkpoint")
+    parser.add_argument("--name", required=True, help="the record's name: text-recipe-NAME-cpu.json")
+    parser.add_argument("--memory-layers", default="2", help="comma-separated layer indices")
+    parser.add_argument("--data", choices=sorted(DATA), default="plain")
+    parser.add_argument("--steps", type=int, help="continuation steps (default: 10%% of the base's)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    layers = tuple(int(x) for x in args.memory_layers.split(","))
+    state = load_checkpoint(args.base)
+    steps = args.steps or max(1, state["step"] // 10)
+    base_model, base_cfg = load_model(args.base)
+    results = {"base": {**copying(base_model, base_cfg), "passkey_1x_no_memory": passkey_accuracy(
+        base_model, base_cfg, ["1x"], trials=50, memory=False)}}
+    print("base", json.dumps(results["base"]["random"]), results["base"]["induction"]["scores"], flush=True)
+    models = {}
+    for kind in ("d1", "fot"):
+        cfg = continuation_config(args.base, base_cfg, kind, layers, steps)
+        plain = default_batch_fn(cfg, "train")
+        mix = DATA[args.data]
+        batch_fn = plain if mix is None else (lambda step, plain=plain, mix=mix: with_repeats(
+            plain(step), mix["share"], np.random.default_rng([cfg.seed, step, 27]), across=mix["across"]))
+        trainer = Trainer(cfg, batch_fn=batch_fn, eval_batch_fn=default_batch_fn(cfg, "eval"))
+        began = time.perf_counter()
+        while not trainer.done:
+            row = trainer.step()
+        model = trainer.result().model.eval()
+        path = ROOT / "runs" / f"text-recipe-{args.name}-{kind}.pt"
+        path.parent.mkdir(exist_ok=True)
+        save_checkpoint(path, model, cfg, step=steps)
+        models[kind] = (model, cfg)
+        results[kind] = {"train_seconds": round(time.perf_counter() - began, 1), "last_loss": row["loss"],
+                         **copying(model, cfg), **memory_figures(model, cfg, models.get("d1", (None,))[0])}
+        print(kind, json.dumps({k: v for k, v in results[kind].items()
+                                if k in ("r_8", "passkey_top32", "train_seconds")}), flush=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    record = {"command": f"python scripts/text_recipe.py --base {args.base} --name {args.name} "
+                         f"--memory-layers {args.memory_layers} --data {args.data}"
+                         + (f" --steps {args.steps}" if args.steps else ""),
+              "base_command": state["extra"].get("record"), "seed": base_cfg.seed, "commit": commit,
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores, 1 torch thread, torch "
+                         f"{torch.__version__}, python {platform.python_version()}",
+              "seconds": round(time.perf_counter() - start, 1), "continuation_steps": steps,
+              "base_steps": state["step"], "memory_layers": list(layers), "data": args.data,
+              "results": results}
+    out = ROOT / "docs" / "records" / f"text-recipe-{args.name}-cpu.json"
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
