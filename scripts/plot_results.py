@@ -171,7 +171,7 @@ def copy_emergence(records: Path, ax) -> bool:
     for path in sorted(records.glob("copy-emergence-*.json")):
         record = json.loads(path.read_text())
         (arm,), curve, color = record["arm"], record["curve"], next(colors)
-        smear = re.search(r"--smear-keys (\S+)", record["command"])  # fot_edu.smear
+        smear = re.search(r"--smear-keys (\S+)", record.get("command", ""))  # fot_edu.smear
         name = COPY_ARMS[arm] + (f", smeared keys in layer {smear.group(1)}" if smear else "")
         for content, fmt in (("random", "-o"), ("text", "--s")):
             if content == "text" and arm == "synthetic":
