@@ -15,7 +15,8 @@ then 4 from a quarter of the steps, 8 from half). ``--data``: what the continuat
 recurs in ``C_curr``: only reading the previous window predicts it).
 
 Measured, per model: the copy gap (random and text spans), induction scores per layer and head;
-the base's passkey at 1x without memory; per continuation: r_8 (``eval distraction --d 8``),
+the base's passkey at 1x without memory, its learned smear shares and its copying with the
+smearing switched off; per continuation: r_8 (``eval distraction --d 8``),
 perplexity against a single-document memory of 0, 1k, 4k, 16k tokens (dense), the rise with 7
 distractor books (and the ratio of FoT's rise to d=1's), passkey with top-32 memory at 1x and 16x.
 Writes ``docs/records/text-recipe-<name>-cpu.json`` (command, seed, commit, machine, seconds)
@@ -54,6 +55,23 @@ def copying(model, cfg) -> dict:
     return {**out, "induction": induction_scores(model)}
 
 
+def without_smearing(model, cfg) -> dict:
+    """The base's copying with every smear share set to 1 (``sigmoid(40)``: keys unsmeared), the
+    rest unchanged: does its copying run through smeared keys? (Should a memory layer keep them?)"""
+    saved = {i: b.attn.smear_logit.detach().clone() for i, b in enumerate(model.blocks)
+             if hasattr(b.attn, "smear_logit")}
+    if not saved:
+        return {}
+    with torch.no_grad():
+        for i in saved:
+            model.blocks[i].attn.smear_logit.fill_(40.0)
+        out = {"layers": sorted(saved), "random": copy_gap(model, cfg, content="random"),
+               "induction": induction_scores(model)}
+        for i, logit in saved.items():
+            model.blocks[i].attn.smear_logit.copy_(logit)
+    return out
+
+
 def continuation_config(base: Path, base_cfg, kind: str, layers, steps: int):
     """``text-d1``/``text-fot`` (``fot_edu.config``) with this base, its model and these layers."""
     cfg = preset(f"text-{kind}")
@@ -87,7 +105,10 @@ def main(argv=None) -> int:
     steps = args.steps or max(1, state["step"] // 10)
     base_model, base_cfg = load_model(args.base)
     results = {"base": {**copying(base_model, base_cfg), "passkey_1x_no_memory": passkey_accuracy(
-        base_model, base_cfg, ["1x"], trials=50, memory=False)}}
+        base_model, base_cfg, ["1x"], trials=50, memory=False),
+        "smear_share": {i: torch.sigmoid(b.attn.smear_logit).tolist() for i, b in
+                        enumerate(base_model.blocks) if hasattr(b.attn, "smear_logit")},
+        "without_smearing": without_smearing(base_model, base_cfg)}}
     print("base", json.dumps(results["base"]["random"]), results["base"]["induction"]["scores"], flush=True)
     models = {}
     for kind in ("d1", "fot"):
