@@ -82,10 +82,10 @@ def continuation_config(base: Path, base_cfg, kind: str, layers, steps: int):
                                        eval_every=steps, checkpoint_every=steps))
 
 
-def memory_figures(model, cfg, baseline=None) -> dict:
+def memory_figures(model, cfg, baseline=None, trials: int = 50) -> dict:
     out = {"r_8": distraction_summary(model, cfg, (8,)),
-           "perplexity_vs_memory": perplexity_vs_memory(model, cfg, MEMORY_TOKENS),
-           "passkey_top32": passkey_accuracy(model, cfg, ["1x", "16x"], trials=50, k=32)}
+           "passkey_top32": passkey_accuracy(model, cfg, ["1x", "16x"], trials=trials, k=32),
+           "perplexity_vs_memory": perplexity_vs_memory(model, cfg, MEMORY_TOKENS)}
     out["perplexity_distractors"] = perplexity_with_distractors(model, cfg, (0, 7), baseline=baseline)
     return out
 
@@ -97,6 +97,8 @@ def main(argv=None) -> int:
     parser.add_argument("--memory-layers", default="2", help="comma-separated layer indices")
     parser.add_argument("--data", choices=sorted(DATA), default="plain")
     parser.add_argument("--steps", type=int, help="continuation steps (default: 10%% of the base's)")
+    parser.add_argument("--kinds", default="d1,fot", help="continuations: d1, fot or both")
+    parser.add_argument("--trials", type=int, default=50, help="passkey prompts per length")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -111,7 +113,7 @@ def main(argv=None) -> int:
         "without_smearing": without_smearing(base_model, base_cfg)}}
     print("base", json.dumps(results["base"]["random"]), results["base"]["induction"]["scores"], flush=True)
     models = {}
-    for kind in ("d1", "fot"):
+    for kind in args.kinds.split(","):
         cfg = continuation_config(args.base, base_cfg, kind, layers, steps)
         plain = default_batch_fn(cfg, "train")
         mix = DATA[args.data]
@@ -127,14 +129,17 @@ def main(argv=None) -> int:
         save_checkpoint(path, model, cfg, step=steps)
         models[kind] = (model, cfg)
         results[kind] = {"train_seconds": round(time.perf_counter() - began, 1), "last_loss": row["loss"],
-                         **copying(model, cfg), **memory_figures(model, cfg, models.get("d1", (None,))[0])}
+                         **copying(model, cfg), **memory_figures(model, cfg, models.get("d1", (None,))[0],
+                                                                args.trials)}
         print(kind, json.dumps({k: v for k, v in results[kind].items()
                                 if k in ("r_8", "passkey_top32", "train_seconds")}), flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip() or "unknown"
     record = {"command": f"python scripts/text_recipe.py --base {args.base} --name {args.name} "
                          f"--memory-layers {args.memory_layers} --data {args.data}"
-                         + (f" --steps {args.steps}" if args.steps else ""),
+                         + (f" --steps {args.steps}" if args.steps else "")
+                         + (f" --kinds {args.kinds}" if args.kinds != "d1,fot" else "")
+                         + (f" --trials {args.trials}" if args.trials != 50 else ""),
               "base_command": state["extra"].get("record"), "seed": base_cfg.seed, "commit": commit,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, 1 torch thread, torch "
                          f"{torch.__version__}, python {platform.python_version()}",
