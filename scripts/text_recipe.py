@@ -90,6 +90,28 @@ def memory_figures(model, cfg, baseline=None, trials: int = 50) -> dict:
     return out
 
 
+def write(args, state, base_cfg, layers, steps, start, results, done=False) -> Path:
+    """The record as it stands (also after the base and each continuation: a run cut short
+    keeps what it measured; ``"finished"`` says whether every model was measured)."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    record = {"command": f"python scripts/text_recipe.py --base {args.base} --name {args.name} "
+                         f"--memory-layers {args.memory_layers} --data {args.data}"
+                         + (f" --steps {args.steps}" if args.steps else "")
+                         + (f" --kinds {args.kinds}" if args.kinds != "d1,fot" else "")
+                         + (f" --trials {args.trials}" if args.trials != 50 else ""),
+              "base_command": state["extra"].get("record"), "seed": base_cfg.seed, "commit": commit,
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores, 1 torch thread, torch "
+                         f"{torch.__version__}, python {platform.python_version()}",
+              "seconds": round(time.perf_counter() - start, 1), "continuation_steps": steps,
+              "base_steps": state["step"], "memory_layers": list(layers), "data": args.data,
+              "results": results}
+    out = ROOT / "docs" / "records" / f"text-recipe-{args.name}-cpu.json"
+    record["finished"] = done
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", type=Path, required=True, help="a vanilla books checkpoint")
@@ -112,6 +134,7 @@ def main(argv=None) -> int:
                         enumerate(base_model.blocks) if hasattr(b.attn, "smear_logit")},
         "without_smearing": without_smearing(base_model, base_cfg)}}
     print("base", json.dumps(results["base"]["random"]), results["base"]["induction"]["scores"], flush=True)
+    write(args, state, base_cfg, layers, steps, start, results)
     models = {}
     for kind in args.kinds.split(","):
         cfg = continuation_config(args.base, base_cfg, kind, layers, steps)
@@ -133,22 +156,8 @@ def main(argv=None) -> int:
                                                                 args.trials)}
         print(kind, json.dumps({k: v for k, v in results[kind].items()
                                 if k in ("r_8", "passkey_top32", "train_seconds")}), flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    record = {"command": f"python scripts/text_recipe.py --base {args.base} --name {args.name} "
-                         f"--memory-layers {args.memory_layers} --data {args.data}"
-                         + (f" --steps {args.steps}" if args.steps else "")
-                         + (f" --kinds {args.kinds}" if args.kinds != "d1,fot" else "")
-                         + (f" --trials {args.trials}" if args.trials != 50 else ""),
-              "base_command": state["extra"].get("record"), "seed": base_cfg.seed, "commit": commit,
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, 1 torch thread, torch "
-                         f"{torch.__version__}, python {platform.python_version()}",
-              "seconds": round(time.perf_counter() - start, 1), "continuation_steps": steps,
-              "base_steps": state["step"], "memory_layers": list(layers), "data": args.data,
-              "results": results}
-    out = ROOT / "docs" / "records" / f"text-recipe-{args.name}-cpu.json"
-    out.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"wrote {out}")
+        write(args, state, base_cfg, layers, steps, start, results)
+    print(f"wrote {write(args, state, base_cfg, layers, steps, start, results, done=True)}")
     return 0
 
 
