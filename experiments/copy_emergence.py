@@ -3,6 +3,7 @@
     python experiments/copy_emergence.py --arm synthetic [--steps 2000] [--every 200]
     python experiments/copy_emergence.py --arm strings
     python experiments/copy_emergence.py --arm synthetic --steps 50000 --every 2500 --device cuda  # a GPU
+    python experiments/copy_emergence.py --arm curriculum --steps 1600 --smear-keys 2 --save runs/base.pt
 
 LongLLaMA's recipe extends a skill its base already has: finding an earlier occurrence and
 copying what followed (``fot_edu.evaluation.copying``). ``text-vanilla`` does not have it after its 2000
@@ -16,40 +17,51 @@ and on random strings every ``--every`` steps, then passkey at 1x without memory
   transformers learn to copy.
 * ``strings``: book text in which half the rows carry such strings (``share=0.5``): copying
   pays, but text statistics compete for the same steps.
+* ``curriculum``: copy first: ``synthetic`` for the first ``--synthetic-steps`` (800), then
+  ``strings``, under one learning-rate schedule.
 
-Writes ``results/records/copy-emergence-<arm>-<cpu|gpu>.json`` (command, seed, commit, machine,
-seconds); a run of other than 2000 steps adds its steps to the name.
+``--smear-keys 2`` (or ``0,1,2,3``) smears the keys of those layers (``fot_edu.smear``); the
+default is none, the preset's architecture. Each probe also records the induction score of every
+layer and head (``fot_edu.evaluation.copying.induction_scores``), which says *where* copying formed.
+``--save PATH`` keeps the trained model as a checkpoint (a base for ``experiments/text_recipe.py``).
+
+Writes ``results/records/copy-emergence-<arm>[-smear<layers>]-<cpu|gpu>.json`` (``fot_edu.evaluation.records``); a run of other than 2000 steps adds its steps to the name.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import os
-import platform
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from fot_edu.evaluation.copying import copy_gap, with_repeats  # noqa: E402
-from fot_edu.evaluation.passkey import passkey_accuracy  # noqa: E402
-from fot_edu.training.objective import default_batch_fn, with_task_vocab  # noqa: E402
-from fot_edu.training.presets import preset  # noqa: E402
-from fot_edu.training.train import Trainer  # noqa: E402
+from fot_edu.evaluation.copying import copy_gap, induction_scores, with_repeats
+from fot_edu.evaluation.passkey import passkey_accuracy
+from fot_edu.evaluation.records import RECORDS_DIR, Recording, write_record
+from fot_edu.training.checkpoint import save_checkpoint
+from fot_edu.training.objective import default_batch_fn, with_task_vocab
+from fot_edu.training.presets import preset
+from fot_edu.training.train import Trainer
 
-ARMS = {"synthetic": dict(share=1.0, background="random"), "strings": dict(share=0.5, background="text")}
+ARMS = {"synthetic": dict(share=1.0, background="random"), "strings": dict(share=0.5, background="text"),
+        "curriculum": dict(first="synthetic", then="strings")}
 
 
 def probe(model, cfg) -> dict:
     out = {content: copy_gap(model, cfg, content=content) for content in ("text", "random")}
+    out["induction"] = induction_scores(model)
     model.train()
     return out
+
+
+def layers(spec: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in spec.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--smear-keys {spec!r} is not allowed: layer indices "
+                                         f"separated by commas, e.g. 2 or 0,1,2,3") from None
 
 
 def main(argv=None) -> int:
@@ -58,22 +70,34 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--every", type=int, default=200)
     parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--smear-keys", type=layers, default=(), help="layers with smeared keys")
+    parser.add_argument("--synthetic-steps", type=int, default=800, help="curriculum: copy-first steps")
+    parser.add_argument("--save", type=Path, help="write the trained model here (a checkpoint)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    cfg = with_task_vocab(dataclasses.replace(preset("text-vanilla"), steps=args.steps,
-                                              eval_every=args.steps, checkpoint_every=args.steps))
+    base = preset("text-vanilla")
+    cfg = with_task_vocab(base.replace(steps=args.steps, eval_every=args.steps, checkpoint_every=args.steps,
+                                       model__smear_keys=args.smear_keys))
     plain = default_batch_fn(cfg, "train")
     arm = ARMS[args.arm]
 
     def batch_fn(step: int):
-        return with_repeats(plain(step), arm["share"], np.random.default_rng([cfg.seed, step, 11]),
-                            background=arm["background"])
+        name = args.arm if args.arm != "curriculum" else (
+            arm["first"] if step < args.synthetic_steps else arm["then"])
+        mix = ARMS[name]
+        return with_repeats(plain(step), mix["share"], np.random.default_rng([cfg.seed, step, 11]),
+                            background=mix["background"])
 
     trainer = Trainer(cfg, device=args.device, batch_fn=batch_fn,
                       eval_batch_fn=default_batch_fn(cfg, "eval"))
     gpu = trainer.device.type == "cuda"
-    start = time.perf_counter()
+    smear = ",".join(map(str, args.smear_keys))
+    recording = Recording(seed=cfg.seed, device=trainer.device, command=(
+        f"python experiments/copy_emergence.py --arm {args.arm} --steps {args.steps} "
+        f"--every {args.every}" + (" --device cuda" if gpu else "")
+        + (f" --smear-keys {smear}" if smear else "")
+        + (f" --synthetic-steps {args.synthetic_steps}" if args.arm == "curriculum" else "")))
     curve = [{"step": 0, **probe(trainer.model, cfg)}]
     while not trainer.done:
         row = trainer.step()
@@ -83,21 +107,15 @@ def main(argv=None) -> int:
                               "random_gap": round(curve[-1]["random"]["gap"], 4)}), flush=True)
     model = trainer.result().model
     passkey = passkey_accuracy(model, cfg, ["1x"], trials=50, memory=False)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    record = {"command": f"python experiments/copy_emergence.py --arm {args.arm} --steps {args.steps} "
-                         f"--every {args.every}" + (" --device cuda" if gpu else ""),
-              "seed": cfg.seed, "commit": commit,
-              "machine": (torch.cuda.get_device_name() + ", " if gpu else "")
-                         + f"{platform.machine()}, {os.cpu_count()} cores, 1 torch thread, torch "
-                           f"{torch.__version__}, python {platform.python_version()}",
-              "seconds": round(time.perf_counter() - start, 1), "arm": {args.arm: arm},
-              "config": "text-vanilla preset, from scratch, steps=%d" % args.steps,
-              "curve": curve, "passkey_1x_no_memory": passkey}
-    name = f"copy-emergence-{args.arm}" + ("" if args.steps == 2000 else f"-{args.steps}")
-    out = args.out or ROOT / "docs" / "records" / f"{name}-{'gpu' if gpu else 'cpu'}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1) + "\n")
+    if args.save:
+        save_checkpoint(args.save, model, cfg, step=args.steps, extra={"record": recording.command})
+    name = (f"copy-emergence-{args.arm}" + (f"-smear{smear.replace(',', '')}" if smear else "")
+            + ("" if args.steps == 2000 else f"-{args.steps}"))
+    out = args.out or RECORDS_DIR / f"{name}-{'gpu' if gpu else 'cpu'}.json"
+    write_record(out, recording, arm={args.arm: arm},
+                 config="text-vanilla preset, from scratch, steps=%d, smear_keys=%s"
+                        % (args.steps, list(args.smear_keys)),
+                 curve=curve, passkey_1x_no_memory=passkey)
     print(f"wrote {out}")
     return 0
 

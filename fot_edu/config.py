@@ -38,10 +38,14 @@ class ModelConfig:
     tau_init: float = 10.0  # initial per-head temperature of the normalised q.k logits
     rope_base: float = 10000.0
     dropout: float = 0.0  # 0 keeps CPU runs bit-reproducible; tiny models do not need it
+    smear_keys: tuple[int, ...] = ()  # layers whose keys mix in the previous token's key
+    # (Olsson et al. 2022; fot_edu.smear): copying in one head. (): none, as FoT and LongLLaMA
 
     def __post_init__(self) -> None:
         if isinstance(self.memory_layers, list):
             self.memory_layers = tuple(self.memory_layers)
+        if isinstance(self.smear_keys, list):
+            self.smear_keys = tuple(self.smear_keys)
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_window"):
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 1, name, value, "a positive integer")
@@ -60,6 +64,10 @@ class ModelConfig:
                f"layer indices in 0..{self.n_layers - 1} (n_layers={self.n_layers})")
         _check(len(set(self.memory_layers)) == len(self.memory_layers), "memory_layers",
                self.memory_layers, "distinct indices")
+        _check(isinstance(self.smear_keys, tuple) and len(set(self.smear_keys)) == len(self.smear_keys)
+               and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < self.n_layers
+                       for i in self.smear_keys), "smear_keys", self.smear_keys,
+               f"a tuple of distinct layer indices in 0..{self.n_layers - 1} (n_layers={self.n_layers})")
         _check(self.tau_init > 0, "tau_init", self.tau_init, "a positive number")
         _check(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "in [0, 1)")
 

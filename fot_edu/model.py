@@ -31,6 +31,9 @@ The forward turns these arguments into one small memory context, :class:`Crossba
 :class:`Streaming`, and hands it to every block; only memory layers look at it.
 ``model.prefill(window, memories)`` fills memories with a window whose logits nobody needs.
 
+Layers named in ``ModelConfig.smear_keys`` mix each key with the previous token's key
+(``fot_edu.smear``, Olsson et al. 2022; not in FoT or LongLLaMA), so one head can copy.
+
 A ``memory_kind="mt"`` model replaces eq. 1 by the Memorizing Transformer's gated pair of
 softmaxes (``fot_edu.attention.mt_attention``) and detaches its memory.
 
@@ -58,6 +61,7 @@ from fot_edu.attention import memory_attention, mt_attention
 from fot_edu.config import ModelConfig
 from fot_edu.crossbatch import crossbatch_memory
 from fot_edu.memory import KNNMemory
+from fot_edu.smear import smear_window
 
 
 @dataclass
@@ -133,13 +137,20 @@ class Attention(nn.Module):
             self.gate_bias = nn.Parameter(torch.zeros(cfg.n_heads))  # g = sigmoid(0) = 0.5
         if not self.is_memory or self.rope_kept:
             self.rope = RotaryEmbedding(cfg.head_dim, cfg.max_window, cfg.rope_base)
+        if index in cfg.smear_keys:  # a_h = 0: an even mix of k_j and k_(j-1) (fot_edu.smear)
+            self.smear_logit = nn.Parameter(torch.zeros(cfg.n_heads))
 
-    def qkv(self, x):
+    def qkv(self, x, context: Crossbatch | Streaming | None = None):
         """``(q, k, v)``, each ``(b, h, n, dh)``, with ``k`` as memory stores it: a position-free
         memory layer's ``q`` and ``k`` are unit vectors; a RoPE-kept one's ``q`` is rotated by its
-        position and ``k`` is not (position 0)."""
+        position and ``k`` is not (position 0). Smeared keys (``cfg.smear_keys``) mix before
+        that; a memory layer's first key with the window's predecessor (``fot_edu.smear``)."""
         q, k, v = rearrange(self.to_qkv(x), "b n (three h dh) -> three b h n dh", three=3,
                             h=self.cfg.n_heads)
+        if hasattr(self, "smear_logit"):
+            memory = context.memories.get(self.index) if isinstance(context, Streaming) else None
+            k = smear_window(k, self.smear_logit, pairs=self.is_memory and isinstance(context, Crossbatch),
+                             memory=memory if self.is_memory else None, store=getattr(context, "add", False))
         if not self.is_memory:
             return self.rope(q), self.rope(k), v
         if self.rope_kept:
@@ -148,7 +159,7 @@ class Attention(nn.Module):
         return F.normalize(q, dim=-1).to(v.dtype), F.normalize(k, dim=-1).to(v.dtype), v
 
     def forward(self, x, context: Crossbatch | Streaming | None = None, trace: bool = False):
-        q, k, v = self.qkv(x)
+        q, k, v = self.qkv(x, context)
         if not self.is_memory:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
             return self.to_out(rearrange(out, "b h n dh -> b n (h dh)")), None
@@ -327,7 +338,7 @@ class FoTModel(nn.Module):
             x, _ = block(x, context)
         if last in memories:
             block = self.blocks[last]
-            _, keys, values = block.attn.qkv(block.norm_attn(x))
+            _, keys, values = block.attn.qkv(block.norm_attn(x), context)
             memories[last].add(keys, values, doc_ids)
 
     def new_memories(self, batch_size: int, capacity: int, backend: str = "exact"):

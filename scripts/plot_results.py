@@ -10,7 +10,9 @@ figure) from the records ``experiments/copy_emergence.py`` and ``experiments/tex
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -157,17 +159,20 @@ def text_passkey(results: dict, ax) -> bool:
 
 RECORDS = RECORDS_DIR
 COPY_ARMS = {"synthetic": "random bytes + strings",  # experiments/copy_emergence.py's training data
-             "strings": "books + strings"}
+             "strings": "books + strings", "curriculum": "copy first, then books + strings"}
 
 
 def copy_emergence(records: Path, ax) -> bool:
     """Does the text models' architecture learn to copy inside its window, and when? The copy gap
     (loss on a span's first copy minus its second) against training steps, per training run."""
     drawn = False
-    colors = iter(("#2ca02c", "#ff7f0e", "#17becf", "#bcbd22"))
+    colors = itertools.cycle(("#2ca02c", "#ff7f0e", "#17becf", "#bcbd22", "#d62728", "#9467bd",
+                              "#8c564b", "#e377c2"))
     for path in sorted(records.glob("copy-emergence-*.json")):
         record = json.loads(path.read_text())
         (arm,), curve, color = record["arm"], record["curve"], next(colors)
+        smear = re.search(r"--smear-keys (\S+)", record.get("command", ""))  # fot_edu.smear
+        name = COPY_ARMS[arm] + (f", smeared keys in layer {smear.group(1)}" if smear else "")
         for content, fmt in (("random", "-o"), ("text", "--s")):
             if content == "text" and arm == "synthetic":
                 continue  # a model that never saw text, on text: not a copying measurement
@@ -177,7 +182,7 @@ def copy_emergence(records: Path, ax) -> bool:
             ax.errorbar(steps, gaps, yerr=[[g - b[0] for g, b in zip(gaps, bars)],
                                            [b[1] - g for g, b in zip(gaps, bars)]],
                         fmt=fmt, color=color, capsize=2, ms=3,
-                        label=f"{COPY_ARMS[arm]}, {steps[-1]} steps: {content} spans")
+                        label=f"{name}, {steps[-1]} steps: {content} spans")
             drawn = True
     if not drawn:
         return False

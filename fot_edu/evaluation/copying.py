@@ -9,6 +9,10 @@ its own window into memory layers; a base that cannot copy gives them nothing to
   second copy is compared with the loss on the first. A copying model predicts the second copy
   almost for free (gap near the first copy's loss); a model that only knows local statistics
   finds both equally hard (gap near 0).
+* :func:`induction_scores` finds the heads that do it: on a random string read twice, the
+  attention each layer's heads pay from the second copy's byte ``i`` to byte ``i + 1`` of the
+  first copy (the byte that followed the same byte last time: Olsson et al. 2022's induction
+  score). 1 is a perfect induction head; a head that attends uniformly scores about ``1 / t``.
 * :func:`with_repeats` builds data that rewards it: random strings written twice, at random
   distances, into rows of a batch (into book text, or into random bytes, the classic setting in
   which small transformers learn copying), so that only looking back can predict the second copy.
@@ -26,7 +30,7 @@ from fot_edu.data.batches import Batch, eval_documents
 from fot_edu.evaluation.stats import bootstrap
 from fot_edu.model import FoTModel
 
-__all__ = ["copy_gap", "with_repeats", "PRINTABLE"]
+__all__ = ["copy_gap", "induction_scores", "induction_pattern_score", "with_repeats", "PRINTABLE"]
 
 PRINTABLE = (32, 127)  # the byte range of random strings: printable ASCII
 
@@ -86,8 +90,63 @@ def copy_gap(model: FoTModel, cfg: TrainConfig, *, rows: int = 64, span: int = 1
             "rows": rows, "content": content}
 
 
+def induction_pattern_score(weights: torch.Tensor, span: int, gap: int) -> torch.Tensor:
+    """Mean attention from the second copy's byte ``i`` to the first copy's byte ``i + 1``.
+
+    ``weights``: ``(..., t, t)`` attention (query, key) of rows laid out as ``span`` bytes,
+    ``gap`` bytes, the same ``span`` bytes again. Returns ``(...)``: the mean over
+    ``i = 0..span-2`` of ``weights[..., span + gap + i, i + 1]``.
+    """
+    _check_span(span, gap, weights.shape[-1])
+    i = torch.arange(span - 1, device=weights.device)
+    return weights[..., span + gap + i, i + 1].mean(-1)
+
+
+def _attention_weights(attn, x: torch.Tensor) -> torch.Tensor:
+    """``(b, h, n, n)``: the causal attention of ``attn`` (a ``fot_edu.model.Attention``) over
+    the window ``x`` ``(b, n, D)`` read alone (no memory), as its forward computes it."""
+    q, k, _ = attn.qkv(x)
+    if not attn.is_memory or attn.rope_kept:  # rotated q, k; plain dot products
+        q, k = q * attn.cfg.head_dim ** -0.5, (attn.rope(k) if attn.is_memory else k)
+    else:  # unit q, k with a temperature per head
+        q = q * attn.log_tau.exp().view(1, -1, 1, 1)
+    n = x.shape[1]
+    logits = (q @ k.transpose(-1, -2)).float()
+    causal = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+    return torch.softmax(logits.masked_fill(~causal, float("-inf")), dim=-1)
+
+
+@torch.no_grad()
+def induction_scores(model: FoTModel, *, rows: int = 16, span: int = 100, gap: int = 56,
+                     seed: int = 0) -> dict:
+    """Induction score of every layer and head on ``rows`` random printable strings of ``span``
+    bytes, ``gap`` random bytes, the same string again (:func:`induction_pattern_score`).
+
+    Returns ``{"scores": [[layer 0's heads], [layer 1's heads], ...], "best": (layer, head),
+    "rows", "span", "gap"}``; scores are means over rows, read without memory.
+    """
+    _check_span(span, gap, model.cfg.max_window)
+    gen = torch.Generator().manual_seed(seed)
+    piece = torch.randint(*PRINTABLE, (rows, span), generator=gen)
+    tokens = torch.cat([piece, torch.randint(*PRINTABLE, (rows, gap), generator=gen), piece], 1)
+    weight = next(model.parameters())
+    inputs = {}
+    hooks = [block.attn.register_forward_pre_hook(
+        lambda module, args, i=i: inputs.__setitem__(i, args[0])) for i, block in enumerate(model.blocks)]
+    try:
+        model.eval()(tokens.to(weight.device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    scores = torch.stack([induction_pattern_score(_attention_weights(block.attn, inputs[i]), span, gap)
+                          .mean(0) for i, block in enumerate(model.blocks)]).cpu()  # (layers, h)
+    best = divmod(int(scores.argmax()), scores.shape[1])
+    return {"scores": [[round(v, 4) for v in layer] for layer in scores.tolist()], "best": list(best),
+            "rows": rows, "span": span, "gap": gap}
+
+
 def with_repeats(batch: Batch, share: float, rng: np.random.Generator, *, lengths=(16, 64),
-                 background: str = "text") -> Batch:
+                 background: str = "text", across: bool = False) -> Batch:
     """``batch`` with a random string written twice into every window of a ``share`` of its rows.
 
     In each chosen window a string of ``L`` random printable bytes (``L`` uniform in
@@ -95,6 +154,9 @@ def with_repeats(batch: Batch, share: float, rng: np.random.Generator, *, length
     same window, so the distance varies and only the string's bytes, not their position, say
     what comes next. ``background="text"`` keeps the rest of the row (book text);
     ``"random"`` replaces it with random bytes too (the rows then teach nothing but copying).
+    ``across=True`` writes the first copy into window ``j - 1`` and the second into window ``j``
+    instead (for pairs: ``C_prev``, then ``C_curr``), so that only reading the window before (a
+    memory layer's job) predicts the second copy.
     Targets follow the tokens (the next byte of the row). Returns a new batch; ``rng`` decides
     everything, so a seeded generator makes the same batch again.
     """
@@ -104,6 +166,8 @@ def with_repeats(batch: Batch, share: float, rng: np.random.Generator, *, length
         raise ValueError(f"background={background!r} is not allowed: 'text' or 'random'")
     b, w, n = batch.tokens.shape
     low, high = lengths
+    if across and w < 2:
+        raise ValueError(f"across=True is not allowed with {w} window a row: it needs at least 2")
     if not (isinstance(low, int) and 1 <= low <= high and 2 * high <= n):
         raise ValueError(f"lengths={lengths!r} is not allowed with window={n}: 1 <= low <= high "
                          f"and two strings of the longest length must fit (2 * high <= {n})")
@@ -111,10 +175,14 @@ def with_repeats(batch: Batch, share: float, rng: np.random.Generator, *, length
     for row in np.flatnonzero(rng.random(b) < share):
         if background == "random":
             flat[row] = torch.from_numpy(rng.integers(*PRINTABLE, flat.shape[1]))
-        for j in range(w):
+        for j in range(1 if across else 0, w):
             size = int(rng.integers(low, high + 1))
-            first = j * n + int(rng.integers(0, n - 2 * size + 1))
-            second = int(rng.integers(first + size, j * n + n - size + 1))
+            if across:  # anywhere in window j - 1, then anywhere in window j
+                first = (j - 1) * n + int(rng.integers(0, n - size + 1))
+                second = j * n + int(rng.integers(0, n - size + 1))
+            else:
+                first = j * n + int(rng.integers(0, n - 2 * size + 1))
+                second = int(rng.integers(first + size, j * n + n - size + 1))
             string = torch.from_numpy(rng.integers(*PRINTABLE, size))
             flat[row, first:first + size] = string
             flat[row, second:second + size] = string

@@ -39,7 +39,7 @@ from fot_edu.data.dictionary import DictionaryEvalBatch, dictionary_eval_batch
 from fot_edu.data.tokenizer import IGNORE
 from fot_edu.evaluation.memory_fill import (fill_memories, memory_layer, read_memories, stack_items,
                                             window_items)
-from fot_edu.evaluation.stats import bootstrap, ratio_of_sums, wilson
+from fot_edu.evaluation.stats import bootstrap, ratio_of_sums, sum_by_group, wilson
 from fot_edu.model import FoTModel
 
 GROUP = 32  # rows per crossbatch group for r_d (d <= 32 draws its negatives inside the group)
@@ -97,7 +97,9 @@ def distraction_summary(model: FoTModel, cfg: TrainConfig, ds=(2, 4, 8, 16), *, 
     ``"r_d"`` averages over the ``C_curr`` queries that carry a target (the answer queries of the
     dictionary and retrieval tasks, every query of a corpus). For the dictionary and retrieval
     tasks ``"r_d_all_queries"`` adds the paper's average over every ``C_curr`` query. Intervals:
-    bootstrap over the pairs (documents).
+    bootstrap over the independent units: the pairs of a synthetic task, the documents of a
+    corpus (``books``: its 64 pairs come from 8 documents, so the 8 are resampled, each with
+    all its pairs; ``"n"`` still counts pairs).
 
     The one implementation of r_d against d: the command line, the report and the dashboard all
     call it, so they print the same figure for the same model. The pairs are fixed (groups of 32
@@ -125,6 +127,7 @@ def distraction_summary(model: FoTModel, cfg: TrainConfig, ds=(2, 4, 8, 16), *, 
     if cfg.data.task in ("dictionary", "retrieval"):
         masks["r_d_all_queries"] = None
     total = len(tokens)
+    units = torch.cat([g.doc_ids for g in groups])  # a synthetic row is a document of its own
     rows = {name: {d: [] for d in ds} for name in masks}
     for d in ds:
         if not (isinstance(d, int) and 1 <= d <= total):
@@ -143,7 +146,7 @@ def distraction_summary(model: FoTModel, cfg: TrainConfig, ds=(2, 4, 8, 16), *, 
         per_d = {d: torch.cat(r) for d, r in per_d.items()}
         out[name] = {d: _pooled(r) for d, r in per_d.items()}
         n[name] = {d: len(r) for d, r in per_d.items()}
-        ci95[name] = {d: bootstrap(r, ratio_of_sums) for d, r in per_d.items()}
+        ci95[name] = {d: bootstrap(sum_by_group(r, units), ratio_of_sums) for d, r in per_d.items()}
     return {**out, "n": n, "ci95": ci95}
 
 

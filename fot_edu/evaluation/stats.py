@@ -3,7 +3,7 @@
 * :func:`wilson`: a proportion (accuracy over value tokens, passkey over prompts), Wilson's score
   interval, which stays inside 0..1 and is honest for small ``n`` and for proportions near 0 or 1.
 * :func:`bootstrap`: anything else (r_d, perplexity, ratios), by resampling the independent units
-  (documents, windows) with replacement, 1000 times from a fixed seed, and taking the 2.5% and
+  (documents, windows; :func:`sum_by_group` pools dependent ones first) with replacement, 1000 times from a fixed seed, and taking the 2.5% and
   97.5% quantiles of the statistic.
 * :func:`mcnemar`: two readings of the same prompts (top-k against dense memory), compared
   prompt by prompt: only the prompts on which they disagree count, and the exact binomial test
@@ -46,6 +46,17 @@ def bootstrap(units: torch.Tensor, statistic: Callable[[torch.Tensor], torch.Ten
     values = statistic(units[picks])
     low, high = torch.quantile(values, torch.tensor([0.025, 0.975], dtype=values.dtype)).tolist()
     return [round(low, 4), round(high, 4)]
+
+
+def sum_by_group(units: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """``units`` ``(u, k)`` summed within each group of ``groups`` ``(u,)``: ``(g, k)``, groups in
+    increasing order. Units of one group (pairs cut from one document) are not independent; a
+    bootstrap of a ratio of sums must resample the groups, so hand it these sums."""
+    units, groups = torch.as_tensor(units), torch.as_tensor(groups).flatten()
+    if len(groups) != len(units):
+        raise ValueError(f"groups has {len(groups)} entries for {len(units)} units: one per unit")
+    ids, index = torch.unique(groups, return_inverse=True)
+    return units.new_zeros((len(ids), *units.shape[1:])).index_add_(0, index.to(units.device), units)
 
 
 def ratio_of_sums(resample: torch.Tensor) -> torch.Tensor:
