@@ -5,7 +5,8 @@ only from those above it):
 
 * ``config`` (typed configs), ``runtime`` (device, autocast, fast mode);
 * ``attention`` (eq. 1 and MT's gate), ``memory`` (kNN store, exact top-k) with ``faiss_search``
-  (faiss backends), ``crossbatch`` (§3.2): the mechanisms, on tensors;
+  (faiss backends), ``crossbatch`` (§3.2), ``smear`` (smeared keys, an option for small models): the mechanisms,
+  on tensors;
 * ``model``: the decoder whose memory layers use them; ``streaming``: long inputs window by window.
 
 Everything else is in a subpackage named for its job: ``data`` (bytes, corpora, batches, the
