@@ -7,7 +7,8 @@ only from those above it):
 * ``attention`` (eq. 1 and MT's gate), ``memory`` (kNN store, exact top-k) with ``faiss_search``
   (faiss backends), ``crossbatch`` (§3.2), ``smear`` (smeared keys, an option for small models): the mechanisms,
   on tensors;
-* ``model``: the decoder whose memory layers use them; ``streaming``: long inputs window by window.
+* ``layer`` (one layer's attention: ordinary, or a memory layer using them), ``model`` (the
+  decoder); ``streaming``: long inputs window by window.
 
 Everything else is in a subpackage named for its job: ``data`` (bytes, corpora, batches, the
 dictionary and passkey tasks), ``training`` (the loop, presets, checkpoints, torchrun, the

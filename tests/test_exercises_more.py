@@ -186,7 +186,7 @@ def test_the_library_passes(name, capsys):
 def test_memory_logits_is_what_a_memory_layer_computes():
     """The model's memory layer: normalised q and k, q scaled by tau_h, then scale=1.0."""
     from fot_edu.config import ModelConfig
-    from fot_edu.model import Attention
+    from fot_edu.layer import Attention
     layer = Attention(ModelConfig(memory_layers=(0,), n_layers=2), index=0)
     with torch.no_grad():
         layer.log_tau.copy_(torch.linspace(1.0, 3.0, layer.log_tau.numel()))
@@ -220,8 +220,8 @@ def test_rope_memory_logits_is_what_a_rope_kept_memory_layer_computes():
     are one softmax over [RoPE'd local logits | the exercise's memory logits]; the memory stores
     the unrotated keys (position 0) and adds no parameter."""
     from fot_edu.config import ModelConfig
+    from fot_edu.layer import Attention, Streaming
     from fot_edu.memory import KNNMemory
-    from fot_edu.model import Attention, Streaming
     torch.manual_seed(0)
     cfg = ModelConfig(memory_layers=(0,), n_layers=2, memory_position="rope")
     layer = Attention(cfg, index=0)

@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fot_edu"
 LEVELS = [
     {"config", "runtime"},
     {"attention", "memory", "faiss_search", "crossbatch", "smear"},
-    {"model"},
+    {"layer", "model"},
     {"streaming"},
     {"data"},
     {"training", "evaluation"},

@@ -13,7 +13,8 @@ from fot_edu.data.passkey import passkey_line
 from fot_edu.evaluation.passkey import (parse_length, passkey_accuracy, passkey_paired,
                                         passkey_prompts)
 from fot_edu.evaluation.stats import mcnemar, wilson
-from fot_edu.model import Attention, FoTModel, Streaming
+from fot_edu.layer import Attention, Streaming
+from fot_edu.model import FoTModel
 from fot_edu.teaching import figures
 
 WINDOW = 64

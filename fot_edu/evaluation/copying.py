@@ -103,7 +103,7 @@ def induction_pattern_score(weights: torch.Tensor, span: int, gap: int) -> torch
 
 
 def _attention_weights(attn, x: torch.Tensor) -> torch.Tensor:
-    """``(b, h, n, n)``: the causal attention of ``attn`` (a ``fot_edu.model.Attention``) over
+    """``(b, h, n, n)``: the causal attention of ``attn`` (a ``fot_edu.layer.Attention``) over
     the window ``x`` ``(b, n, D)`` read alone (no memory), as its forward computes it."""
     q, k, _ = attn.qkv(x)
     if not attn.is_memory or attn.rope_kept:  # rotated q, k; plain dot products

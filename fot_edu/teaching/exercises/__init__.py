@@ -29,7 +29,7 @@ exercise                    what you write                              checked 
 ==========================  ==========================================  =========================
 ``memory_attention``        eq. 1: one softmax over [local | memory]    ``attention.memory_attention``
 ``mt_attention``            the Memorizing Transformer's gated pair     ``attention.mt_attention``
-``memory_logits``           tau_h <q_hat, k_hat> of a memory layer      ``model.Attention`` (F.normalize, tau)
+``memory_logits``           tau_h <q_hat, k_hat> of a memory layer      ``layer.Attention`` (F.normalize, tau)
 ``knn_search``              top-k memory keys by inner product          ``torch.topk`` (tie-aware)
 ``fifo_slots``              ring-buffer slots of a memory write         ``memory.fifo_slots``
 ``crossbatch_rows``         the d contexts each row sees (§3.2)         ``crossbatch.neighbour_rows``
@@ -38,7 +38,7 @@ exercise                    what you write                              checked 
 ``perplexity``              exp of the mean loss over kept targets      ``F.cross_entropy`` (ignore_index)
 ``parse_length``            "4096" or "32x" as a number of tokens       ``passkey.parse_length``
 ``score_passkey``           is the first number the passkey?            ``passkey.score_passkey``
-``rope_memory_logits``      LongLLaMA's memory logits: RoPE on q only   ``model.Attention`` (rope)
+``rope_memory_logits``      LongLLaMA's memory logits: RoPE on q only   ``layer.Attention`` (rope)
 ``relative_drop``           1 - ppl(M) / ppl(0), pooled over documents  ``perplexity`` (drop)
 ==========================  ==========================================  =========================
 """

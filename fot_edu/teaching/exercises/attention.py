@@ -3,7 +3,7 @@
 ``memory_attention`` (FoT's eq. 1: one softmax over local and memory keys), ``mt_attention``
 (the Memorizing Transformer's two softmaxes mixed by a gate, to compare with) and
 ``memory_logits`` (normalised queries and keys, times a learned temperature per head, as
-``fot_edu.model.Attention`` does; LongLLaMA's RoPE-kept variant: ``exercises.rope``). See
+``fot_edu.layer.Attention`` does; LongLLaMA's RoPE-kept variant: ``exercises.rope``). See
 ``fot_edu.teaching.exercises`` for how a check works.
 """
 from __future__ import annotations
@@ -218,7 +218,7 @@ memory_logits = Exercise(
         ("a softmax taken: return the logits themselves, the attention weights come later.",
          lambda a, got: torch.softmax(_per_head(a) * _cosines(a), dim=-1)),
     ],
-    against="fot_edu.model.Attention (F.normalize, then q * tau)",
+    against="fot_edu.layer.Attention (F.normalize, then q * tau)",
     hint_text="""
         Make every query and key a unit vector: F.normalize(x, dim=-1) divides each by its
         length over the head dim. Their inner products (q_hat @ k_hat.transpose(-1, -2), shape

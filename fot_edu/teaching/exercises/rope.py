@@ -2,7 +2,7 @@
 
 Queries are rotated by RoPE at their window positions, memory keys are stored unrotated (as if
 at position 0), and the logits are plain dot products times ``dh ** -0.5``
-(``fot_edu.model.Attention`` with ``memory_position="rope"``). See ``fot_edu.teaching.exercises``
+(``fot_edu.layer.Attention`` with ``memory_position="rope"``). See ``fot_edu.teaching.exercises``
 for how a check works.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fot_edu.model import RotaryEmbedding
+from fot_edu.layer import RotaryEmbedding
 from fot_edu.teaching.assignments import Exercise, randn, to_tensor
 
 __all__ = ["rope_memory_logits"]
@@ -30,7 +30,7 @@ def _rope_cases() -> list[dict]:
 
 
 def _model_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """``fot_edu.model.RotaryEmbedding`` with the case's tables: feature pairs (0, 1), (2, 3), ...
+    """``fot_edu.layer.RotaryEmbedding`` with the case's tables: feature pairs (0, 1), (2, 3), ...
     of position ``t`` turned by ``angle[t]``."""
     rope = RotaryEmbedding(x.shape[-1], 1, 1.0)
     rope.cos, rope.sin = cos, sin
@@ -85,7 +85,7 @@ rope_memory_logits = Exercise(
         ("a softmax taken: return the logits themselves, the attention weights come later (in "
          "one softmax with the local keys' logits).", lambda a, got: torch.softmax(_rope_logits(a), dim=-1)),
     ],
-    against="fot_edu.model.Attention with memory_position='rope' (RotaryEmbedding on q only)",
+    against="fot_edu.layer.Attention with memory_position='rope' (RotaryEmbedding on q only)",
     hint_text="""
         Rotate the queries as any RoPE layer does: the features of a query form pairs
         (x1, x2) = (q[..., 0::2], q[..., 1::2]); at window position t pair i turns by the angle
