@@ -190,3 +190,20 @@ def test_assert_correct_fails_with_the_message_check_prints(name, capsys):
         exercise.assert_correct(exercise.wrong_version(number))
     assert str(failure.value) == printed and f"Likely mistake: {message}" in printed
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("path", GRADED, ids=lambda p: p.stem)
+def test_the_printed_solution_passes_where_the_student_pastes_it(path):
+    """``ex.<name>.solution()`` prints code that needs only the imports the notebook has made by
+    its answer cell (that cell's own included): pasted there, it passes the test cell."""
+    book = _book(path)
+    for name, answer, _ in exercise_cells(book):
+        namespace = {}
+        for cell in book["cells"][:answer + 1]:
+            if cell["cell_type"] == "code":
+                for line in _source(cell).splitlines():
+                    if line.startswith(("import ", "from ")):
+                        exec(line, namespace)
+        exercise = getattr(ex, name)
+        exec(exercise.solution_source, namespace)
+        assert exercise.verdict(namespace[name])[0], (path.stem, name)
