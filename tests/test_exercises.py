@@ -230,7 +230,7 @@ def test_strip_replaces_solutions_clears_outputs_and_checks_say_not_implemented(
     assert cells[0] == markdown
     stripped = "".join(cells[1]["source"])
     assert stripped == ('import torch\n\ndef knn_search(queries, keys, k):\n    """Top-k keys by inner product."""\n'
-                        "    raise NotImplementedError()\n\nprint('defined')")
+                        "    # YOUR CODE HERE\n    raise NotImplementedError()\n\nprint('defined')")
     assert "SOLUTION" not in stripped and "topk" not in stripped
     assert all(c["outputs"] == [] and c["execution_count"] is None for c in cells[1:])
     assert cells[2]["source"] == CHECK_CELL

@@ -281,7 +281,7 @@ def _solution_cells(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_a_notebook_checks_only_known_exercises_and_its_solutions_pass(path, capsys):
-    checks = re.findall(r"ex\.(\w+)\.check\(", path.read_text(encoding="utf-8"))
+    checks = re.findall(r"ex\.(\w+)\.(?:check|assert_correct)\(", path.read_text(encoding="utf-8"))
     assert set(checks) <= set(ALL), checks
     for text in _solution_cells(path):
         match = re.search(r"^def (\w+)\(", text, re.M)

@@ -44,15 +44,17 @@ def test_lesson_has_goals_exercises_and_questions(path):
     text = ["".join(c["source"]) for c in cells]
     assert "you will learn" in text[0].lower() and "time" in text[0].lower()
     solutions = [t for t in text if "### BEGIN SOLUTION" in t and "### END SOLUTION" in t]
-    checks = [t for t in text if ".check(" in t]
-    assert len(solutions) >= 2 and len(checks) >= len(solutions)
+    # each exercise is set once in the course, where its mechanism is taught (tests/test_nbgrader.py)
+    checks = [t for t in text if ".assert_correct(" in t]
+    assert len(solutions) >= 1 and len(checks) >= len(solutions)
     assert "question" in text[-1].lower() and "summary" in text[-1].lower()
 
 
 @pytest.mark.slow
 def test_student_versions_run_and_say_not_implemented(tmp_path):
     """`python -m fot_edu exercises strip` makes student notebooks; each runs to its end (fast
-    mode), and every check prints "not implemented yet" instead of a traceback."""
+    mode, errors allowed as nbgrader's autograder allows them): every test cell fails with "not
+    implemented yet", and no other cell fails, so nothing else depends on a student's function."""
     nbclient = pytest.importorskip("nbclient")
     import nbformat
 
@@ -63,13 +65,15 @@ def test_student_versions_run_and_say_not_implemented(tmp_path):
             continue
         book = nbformat.read(path, as_version=4)
         assert "### BEGIN SOLUTION" not in json.dumps(book)
-        nbclient.NotebookClient(book, timeout=600, kernel_name="python3",
+        nbclient.NotebookClient(book, timeout=600, kernel_name="python3", allow_errors=True,
                                 resources={"metadata": {"path": str(path.parent.parent)}}).execute()
-        outputs = ["".join(o.get("text", "")) for c in book.cells if c.cell_type == "code"
-                   for o in c.get("outputs", []) if o.get("output_type") == "stream"]
-        said = sum("not implemented yet" in text for text in outputs)
-        checks = sum(".check(" in c.source for c in book.cells if c.cell_type == "code")
-        assert said == checks >= 2, (path.name, said, checks)
+        code = [c for c in book.cells if c.cell_type == "code"]
+        errors = [(".assert_correct(" in c.source, o) for c in code for o in c.get("outputs", [])
+                  if o.get("output_type") == "error"]
+        tests = sum(".assert_correct(" in c.source for c in code)
+        assert all(is_test and o["ename"] == "AssertionError" and "not implemented yet" in o["evalue"]
+                   for is_test, o in errors), (path.name, errors)
+        assert len(errors) == tests >= 1, (path.name, len(errors), tests)
 
 
 def test_nbstripout_verify():

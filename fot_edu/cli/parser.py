@@ -167,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("exercises", help="the exercises and their checkers; student notebooks",
                        description="Exercises (fot_edu.teaching.exercises) and student versions of "
                                    "notebooks: `strip` replaces every ### BEGIN SOLUTION ... "
-                                   "### END SOLUTION block with raise NotImplementedError().")
+                                   "### END SOLUTION block with nbgrader's stub (# YOUR CODE HERE, "
+                                   "raise NotImplementedError()), as nbgrader generate_assignment does.")
     what = p.add_subparsers(dest="exercises_command", required=True)
     what.add_parser("list", help="the exercises, one a line")
     strip = what.add_parser("strip", help="write student versions of notebooks")

@@ -7,14 +7,22 @@ this file is the kit behind them, in the manner of Kaggle Learn's ``learntools``
   the library's, and on the first difference tries the known-wrong variants so that it can name
   the mistake in words. ``check`` prints and returns ``True``/``False``; it never raises, so a
   notebook run with *Run All* reaches its last cell.
-* :func:`strip_solutions` writes the student version of a notebook: each block between nbgrader's
-  ``### BEGIN SOLUTION`` and ``### END SOLUTION`` markers (markers included) becomes
-  ``raise NotImplementedError()`` at the marker's indentation, and outputs are cleared. The
-  notebook is read and written as JSON, so nbgrader is not needed.
+  ``assert_correct`` is the graded form: it raises ``AssertionError`` with the same message, so
+  an autograder's test cell fails.
+* nbgrader (``generate_assignment``, ``autograde``) reads the metadata that
+  :func:`mark_for_nbgrader` puts on the exercise cells: the cell defining the student's function
+  is an autograded answer cell (``solution``), the next cell calling
+  ``ex.<name>.assert_correct(<name>)`` a locked test cell worth :data:`POINTS`.
+* :func:`strip_solutions` writes the student version of a notebook without nbgrader, with the
+  code cells nbgrader's ``generate_assignment`` writes: each block between the ``### BEGIN
+  SOLUTION`` and ``### END SOLUTION`` markers (markers included) becomes nbgrader's stub
+  (``# YOUR CODE HERE`` / ``raise NotImplementedError()``) at the marker's indentation, and
+  outputs are cleared.
 """
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 from typing import Callable
@@ -24,7 +32,8 @@ from einops import rearrange
 
 NOT_IMPLEMENTED = "not implemented yet: write your function in the cell above"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-STUB = "raise NotImplementedError()"
+STUB = "# YOUR CODE HERE\nraise NotImplementedError()"  # nbgrader's python code_stub
+POINTS = 1  # per exercise, in nbgrader's test cells
 
 # a wrong variant: (what the student got wrong, in words; its output from the case's arguments
 # and the student's output, the latter for variants fitted to it such as a gated mix)
@@ -139,15 +148,15 @@ class Exercise:
         self.solution_source = textwrap.dedent(solution_source).strip() + "\n"
 
     def __repr__(self) -> str:
-        return f"<exercise {self.name}{self.signature}: .check(fn), .hint(), .solution()>"
+        return (f"<exercise {self.name}{self.signature}: .check(fn), .assert_correct(fn), .hint(), "
+                f".solution()>")
 
-    def check(self, fn) -> bool:
-        """Run ``fn`` on every case (arguments by position, in the signature's order); print
-        what is right or the first case that differs. Never raises."""
+    def verdict(self, fn) -> tuple[bool, str]:
+        """Run ``fn`` on every case (arguments by position, in the signature's order): ``(True,
+        the success line)`` or ``(False, what is wrong on the first case that differs)``."""
         if not callable(fn):
-            print(f"Incorrect: pass your function itself, e.g. check({self.name}), "
-                  f"not a {type(fn).__name__}")
-            return False
+            return False, (f"Incorrect: pass your function itself, e.g. check({self.name}), "
+                           f"not a {type(fn).__name__}")
         cases = self.cases()
         for number, args in enumerate(cases, start=1):
             where = f"case {number} of {len(cases)} ({describe(args)})"
@@ -155,12 +164,10 @@ class Exercise:
             try:
                 got = fn(*(v.clone() if torch.is_tensor(v) else v for v in args.values()))
             except NotImplementedError:
-                print(NOT_IMPLEMENTED)
-                return False
+                return False, NOT_IMPLEMENTED
             except Exception as error:  # noqa: BLE001: a student's bug of any kind is reported
                 message = (str(error).strip().splitlines() or [""])[0]
-                print(f"Incorrect: {self.name} raised {type(error).__name__}: {message}  [{where}]")
-                return False
+                return False, f"Incorrect: {self.name} raised {type(error).__name__}: {message}  [{where}]"
             try:
                 got = self.convert(got)
                 problem = self.compare(got, expected, args)
@@ -168,12 +175,34 @@ class Exercise:
                 problem = str(error) or type(error).__name__
             if problem is not None:
                 mistake = self._diagnose(args, got, expected)
-                print(f"Incorrect: {self.name}, {where}:\n  "
-                      + (f"{mistake}\n  ({problem})" if mistake else problem))
-                return False
-        print(f"Correct: {self.name} agrees with {self.against} on all {len(cases)} cases "
-              f"(random inputs and edge cases).")
-        return True
+                return False, (f"Incorrect: {self.name}, {where}:\n  "
+                               + (f"{mistake}\n  ({problem})" if mistake else problem))
+        return True, (f"Correct: {self.name} agrees with {self.against} on all {len(cases)} cases "
+                      f"(random inputs and edge cases).")
+
+    def check(self, fn) -> bool:
+        """Self-study: print the verdict on ``fn`` and return True or False. Never raises, so a
+        notebook run with *Run All* reaches its last cell."""
+        ok, message = self.verdict(fn)
+        print(message)
+        return ok
+
+    def assert_correct(self, fn) -> None:
+        """An autograder's test (nbgrader's locked test cell): print the success line, or raise
+        ``AssertionError`` with the same message ``check`` prints, so the cell fails and its
+        points are lost."""
+        ok, message = self.verdict(fn)
+        if not ok:
+            raise AssertionError(message)
+        print(message)
+
+    def wrong_version(self, number: int) -> Callable:
+        """The known mistake ``mistakes[number]`` as a function with the student's signature (a
+        wrong answer for tests and for trying out the checker); mistakes fitted to the student's
+        own output have no such function."""
+        arg_names = list(self.cases()[0])
+        variant = self.mistakes[number][1]
+        return lambda *args: variant(dict(zip(arg_names, args)), None)
 
     def _diagnose(self, args: dict, got, expected) -> str | None:
         """The first known-wrong variant whose output equals the student's (and, on this case,
@@ -201,35 +230,94 @@ class Exercise:
 
 
 def _strip_source(source: str) -> str:
-    """Each BEGIN ... END SOLUTION block (inclusive) -> ``raise NotImplementedError()``."""
+    """Each BEGIN ... END SOLUTION block (inclusive) -> :data:`STUB` at the marker's indentation,
+    line by line as nbgrader's ``ClearSolutions`` does (a line *containing* a marker is one)."""
     out, inside = [], False
-    for line in source.splitlines(keepends=True):
-        marker = line.strip()
-        if not inside and marker == BEGIN:
+    for line in source.split("\n"):
+        if BEGIN in line:
+            if inside:
+                raise ValueError(f"a {BEGIN!r} block inside another")
             indent = line[:len(line) - len(line.lstrip())]
-            out.append(f"{indent}{STUB}\n")
+            out.extend(indent + stub for stub in STUB.split("\n"))
             inside = True
-        elif inside and marker == END:
+        elif END in line:
             inside = False
         elif not inside:
             out.append(line)
     if inside:
         raise ValueError(f"a {BEGIN!r} block has no {END!r}")
-    if out and not source.endswith("\n"):
-        out[-1] = out[-1].rstrip("\n")
-    return "".join(out)
+    return "\n".join(out)
+
+
+def _text(cell: dict) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
+def _is_solution(cell: dict) -> bool:
+    return bool(cell.get("metadata", {}).get("nbgrader", {}).get("solution"))
+
+
+def exercise_cells(notebook: dict) -> list[tuple[str, int, int]]:
+    """``(name, answer, test)`` for each exercise of a notebook: the index of the code cell that
+    defines ``name`` between solution markers, and of the first later code cell that calls
+    ``ex.<name>.assert_correct(<name>)``. Raises ValueError for an answer cell without its test."""
+    cells, found = notebook.get("cells", []), []
+    for i, cell in enumerate(cells):
+        text = _text(cell)
+        if cell.get("cell_type") != "code" or BEGIN not in text:
+            continue
+        match = re.search(r"^def (\w+)\(", text, re.M)
+        if match is None:
+            raise ValueError(f"cell {i} has a solution but defines no function")
+        name = match.group(1)
+        call = f"ex.{name}.assert_correct({name})"
+        test = next((j for j in range(i + 1, len(cells))
+                     if cells[j].get("cell_type") == "code" and call in _text(cells[j])), None)
+        if test is None:
+            raise ValueError(f"cell {i} defines {name} but no later cell calls {call}")
+        found.append((name, i, test))
+    return found
+
+
+def nbgrader_metadata(grade_id: str, *, answer: bool, points: int = POINTS) -> dict:
+    """nbgrader's cell metadata (schema 3): an autograded answer cell (the student's function),
+    or a locked autograder test cell worth ``points``."""
+    if answer:
+        return {"grade": False, "grade_id": grade_id, "locked": False, "schema_version": 3,
+                "solution": True, "task": False}
+    return {"grade": True, "grade_id": grade_id, "locked": True, "points": points,
+            "schema_version": 3, "solution": False, "task": False}
+
+
+def mark_for_nbgrader(notebook: dict, points: int = POINTS) -> dict:
+    """The notebook with nbgrader metadata on its exercise cells (:func:`exercise_cells`): the
+    answer cell ``grade_id`` = the function's name, its test cell ``test_<name>``, ``points``
+    each; no other cell carries any. The input is untouched."""
+    notebook = json.loads(json.dumps(notebook))
+    for cell in notebook.get("cells", []):
+        cell.get("metadata", {}).pop("nbgrader", None)
+    for name, answer, test in exercise_cells(notebook):
+        cells = notebook["cells"]
+        cells[answer].setdefault("metadata", {})["nbgrader"] = nbgrader_metadata(name, answer=True)
+        cells[test].setdefault("metadata", {})["nbgrader"] = nbgrader_metadata(
+            f"test_{name}", answer=False, points=points)
+    return notebook
 
 
 def strip_notebook(notebook: dict) -> dict:
-    """The student version of a notebook (``nbformat`` 4 JSON as a dict); the input is untouched."""
+    """The student version of a notebook (``nbformat`` 4 JSON as a dict), code cells as
+    nbgrader's ``generate_assignment`` writes them: solution blocks become :data:`STUB`, a
+    solution cell without markers becomes the stub alone, outputs are cleared. The input is
+    untouched."""
     notebook = json.loads(json.dumps(notebook))
     for cell in notebook.get("cells", []):
         if cell.get("cell_type") != "code":
             continue
         source = cell.get("source", "")
-        text = "".join(source) if isinstance(source, list) else source
-        if BEGIN in text:
-            text = _strip_source(text)
+        text = _text(cell)
+        if BEGIN in text or _is_solution(cell):
+            text = _strip_source(text) if BEGIN in text else STUB
             cell["source"] = text.splitlines(keepends=True) if isinstance(source, list) else text
         cell["outputs"], cell["execution_count"] = [], None
     return notebook

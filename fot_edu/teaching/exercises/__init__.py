@@ -9,6 +9,7 @@ object named after the function you write, and a notebook cell reads
     def knn_search(queries, keys, k):
         ...                        # your code
     ex.knn_search.check(knn_search)   # True or False, with a sentence on what is wrong
+    ex.knn_search.assert_correct(knn_search)   # the same verdict; raises AssertionError if wrong
     ex.knn_search.hint()              # a nudge
     ex.knn_search.solution()          # the reference solution, to read after trying
 
@@ -16,8 +17,10 @@ object named after the function you write, and a notebook cell reads
 library's own implementation, never raises (a notebook keeps running), and names the usual
 mistakes in words: it also computes the known-wrong variants (a separate softmax for memory, a
 missing causal mask, top-k of the smallest scores, no wrap-around, ...) and says which one your
-output matches. ``names()`` lists the exercises; ``fot_edu.teaching.assignments.strip_solutions`` turns
-notebooks with ``### BEGIN SOLUTION`` blocks into the student versions.
+output matches. ``assert_correct`` is the notebooks' graded test cell (nbgrader): it fails with
+the message ``check`` prints. ``names()`` lists the exercises, each set in one notebook;
+``fot_edu.teaching.assignments.strip_solutions`` turns notebooks with ``### BEGIN SOLUTION``
+blocks into the student versions.
 
 The exercises live in four modules, one per group of notebooks: ``attention`` (what a memory
 layer computes), ``memory`` (the kNN memory), ``crossbatch`` (training with negatives, §3.2-3.3)
