@@ -60,10 +60,17 @@ def test_bad_race_settings_are_refused_by_name(change, message):
         RaceConfig(**change)
 
 
-def test_smoke_race_measures_the_start_trains_both_runs_and_evaluates_them():
-    cfg = RaceConfig.smoke()
+@pytest.fixture(scope="module")
+def smoke():
+    """One smoke race in this process and the events its callback saw."""
     events = []
-    result = race(cfg, callback=lambda event, data: events.append((event, data)))
+    result = race(RaceConfig.smoke(), callback=lambda event, data: events.append((event, data)))
+    return result, events
+
+
+def test_smoke_race_measures_the_start_trains_both_runs_and_evaluates_them(smoke):
+    cfg = RaceConfig.smoke()
+    result, events = smoke
     names = [event for event, _ in events]
     assert names[0] == "start" and names[-2:] == ["evaluating", "done"]
     assert names.count("step") == 2 * cfg.steps
@@ -92,9 +99,9 @@ def test_smoke_race_measures_the_start_trains_both_runs_and_evaluates_them():
     assert "starting point" in start_summary(start) and "FoT" in end_summary(result)
 
 
-def test_the_two_runs_in_two_processes_give_the_same_race_as_in_one():
+def test_the_two_runs_in_two_processes_give_the_same_race_as_in_one(smoke):
     cfg = RaceConfig.smoke()
-    one = race(cfg)
+    one = smoke[0]
     two = race(dataclasses.replace(cfg, parallel=True))
     for run in RUNS:
         assert [r["loss"] for r in two.history[run]] == pytest.approx(
@@ -105,9 +112,8 @@ def test_the_two_runs_in_two_processes_give_the_same_race_as_in_one():
     assert two.start == one.start
 
 
-def test_r_8_is_read_on_the_shipped_models_pairs():
-    cfg = RaceConfig.smoke()
-    result = race(cfg)
+def test_r_8_is_read_on_the_shipped_models_pairs(smoke):
+    cfg, result = RaceConfig.smoke(), smoke[0]
     from fot_edu.evaluation.distraction import distraction_summary
     model, train_cfg = result.models["FoT"]
     assert train_cfg.seed == cfg.data_seed != 0
