@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "both runs then answer with 0-31 distractor documents in "
                                    "memory. A few minutes on a laptop CPU.")
     _add_device(p)
-    for flag, kind, text in (("--steps", _positive, "steps per run (default 300; 6 in fast mode)"),
+    for flag, kind, text in (("--steps", _positive, "steps per run (default 600; 6 in fast mode)"),
                              ("--quiet", None, "no progress bar"),
                              ("--json", None, "end with one JSON line of the results")):
         p.add_argument(flag, help=text, **({"type": kind} if kind else {"action": "store_true"}))

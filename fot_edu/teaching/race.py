@@ -59,12 +59,12 @@ R_D_SEED = 0  # the shipped dictionary models' seed: distraction_summary reads i
 class RaceConfig:
     base: str | None = None  # None: untrained weights; or a shipped dictionary checkpoint to continue
     init_seed: int = 0  # the untrained weights both runs start from
-    steps: int = 300  # optimiser steps per run
+    steps: int = 600  # optimiser steps per run
     batch_size: int = 32  # documents per step (FoT's negatives come from these)
-    fot_schedule: tuple[tuple[int, int], ...] = ((0, 1), (40, 2), (70, 4), (100, 8))  # (step, d)
+    fot_schedule: tuple[tuple[int, int], ...] = ((0, 1), (75, 2), (125, 4), (175, 8))  # (step, d)
     lr: float = 2e-3
-    warmup_steps: int = 30
-    data_seed: int = 100  # training batches; the shipped models trained on seed 0
+    warmup_steps: int = 100
+    data_seed: int = 0  # training batches (the dict-* presets' seed)
     eval_every: int = 50  # steps between the live accuracy-with-distractors readings
     live_distractors: int = 15  # N of the live reading
     live_docs: int = 8  # documents per live reading
