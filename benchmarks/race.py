@@ -1,10 +1,12 @@
 """The live race against its targets, recorded: ``python benchmarks/race.py [--device cuda]``.
 
-Runs ``fot_edu.teaching.race.race`` (what ``python -m fot_edu race`` and notebook 04 run), prints the
-result beside the targets of the live-training issue, and writes the record
-``results/records/race-{device}.json``: command, git commit, machine, Python and torch versions, load
-average before and after, the race's configuration (seeds included) and its results with 95%
-intervals. Time it with nothing else running (the load is recorded so a reader can tell).
+Runs ``fot_edu.teaching.race.race`` (what ``python -m fot_edu race``, notebook 04 and the race app
+run: both runs from one untrained model), prints the result beside the targets of the
+live-training issue, and writes the record ``results/records/race-{device}.json``: command, git
+commit, machine, Python and torch versions, load average before and after, the race's
+configuration (seeds included) and its results with 95% intervals: the starting point and both
+runs, each with accuracy against N, r_8 on the shipped models' 64 pairs and the entry-key cosine
+per head. Time it with nothing else running (the load is recorded so a reader can tell).
 
 Targets (2-core CPU): whole race <= 180 s; FoT accuracy with 15 distractors >= 0.90; d = 1 <= 0.50
 there; FoT's r_8 >= 2x d = 1's. On a GPU: <= 30 s.

@@ -21,7 +21,7 @@ from fot_edu.evaluation.perplexity import perplexity_vs_memory, perplexity_with_
 from fot_edu.runtime import default_device, fast_mode
 from fot_edu.teaching import exercises
 from fot_edu.teaching.assignments import strip_solutions
-from fot_edu.teaching.race import RaceConfig, race, race_table
+from fot_edu.teaching.race import RaceConfig, race, race_table, start_summary
 from fot_edu.teaching.report import tour, write_report
 from fot_edu.training.checkpoint import load_model
 from fot_edu.training.distributed import torchrun_process
@@ -182,7 +182,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_race(args) -> int:
-    """d = 1 against FoT, fine-tuned side by side from the shipped d = 1 model, then evaluated."""
+    """d = 1 against FoT, trained side by side from one untrained model, then evaluated."""
     cfg = RaceConfig.smoke() if fast_mode() else RaceConfig()
     if args.steps:
         cfg = dataclasses.replace(cfg, steps=args.steps)
@@ -197,6 +197,8 @@ def cmd_race(args) -> int:
         elif event == "live":
             bar.write(f"step {data['step']:>4}  {data['run']:>4}: accuracy with "
                       f"{cfg.live_distractors} distractors {data['accuracy']:.2f}")
+        elif event == "start":
+            bar.write(start_summary(data, cfg.live_distractors))
         elif event == "evaluating":
             bar.close()
 

@@ -151,10 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.cmd_demo)
 
     p = sub.add_parser("race", help="train d=1 and FoT side by side, live, then compare them",
-                       description="The live race: both runs fine-tune the shipped dict-d1 model "
-                                   "for the same steps, one with d=1, one with FoT crossbatch "
-                                   "negatives; then both answer with 0-31 distractor documents "
-                                   "in memory. A few minutes on a laptop CPU.")
+                       description="The live race: both runs train one untrained dictionary "
+                                   "model for the same steps on the same batches, one with d=1, "
+                                   "one with FoT crossbatch negatives; the starting point and "
+                                   "both runs then answer with 0-31 distractor documents in "
+                                   "memory. A few minutes on a laptop CPU.")
     _add_device(p)
     for flag, kind, text in (("--steps", _positive, "steps per run (default 600; 6 in fast mode)"),
                              ("--quiet", None, "no progress bar"),

@@ -1,82 +1,110 @@
-r"""The live race: ``d = 1`` against FoT, trained side by side from one pre-trained model.
+r"""The live race: ``d = 1`` against FoT, trained side by side from an untrained model.
 
-Paper: Focused Transformer §3.2 (crossbatch training), §3.3 (distraction), and the LongLLaMA
-recipe: FoT as a short continued training of an existing model.
+Paper: Focused Transformer §3.2 (crossbatch training), §3.3 (distraction), §5.2, App. F.
 
-**The starting point** (:func:`starting_point`): the shipped dictionary-lookup model
-:data:`RaceConfig.base` (``dict-fot``), with the temperature of its memory layer reset to
-:data:`RaceConfig.tau` (3.5; trained, it is 15-18 per head). The memory logits are ``tau * cos(q, k)``, so
-at ``tau = 3.5`` the memory softmax is blurred: attention spreads over every slot in memory, so
-the model answers poorly even with its own document alone, and worse when other documents'
-definitions share the softmax (the distraction issue, §3.3). Both runs start from these weights
-and must learn to read memory sharply again; the race asks which training makes that reading
-survive other documents.
-
-**The race**: both runs train for the same steps, on the same batches, with the same optimiser.
-The only difference is what their memory layer sees during training:
+**The starting point** (:func:`starting_point`): fresh weights of the dictionary model (the
+``dict-*`` presets' architecture, drawn with ``RaceConfig.init_seed``). It has read no document
+and seen no negatives. Both runs start from these weights and train the same steps on the same
+batches in the same order with the same optimiser; only what their memory layer sees differs:
 
 * ``d = 1``: its own previous window ``C_prev`` only (the non-contrastive baseline);
-* FoT: its own ``C_prev`` and the ``C_prev`` of ``d - 1`` other documents of the batch
-  (crossbatch negatives, §3.2).
+* FoT: its own ``C_prev`` and the ``C_prev`` of ``d - 1`` other documents of the batch (§3.2),
+  ``d`` raised ``1 -> 2 -> 4 -> 8`` (``RaceConfig.fot_schedule``; App. F: a large ``d`` before
+  the model reads memory at all teaches it to ignore memory).
 
-Which training teaches the model to focus again? A temperature moves slowly under Adam (its log
-moves at most about ``lr`` a step), so neither run can just sharpen its softmax back in a few
-hundred steps; FoT's negatives also push its keys and queries to tell entries apart.
+:func:`measure` reads a model: value accuracy with ``N`` other documents' definitions in memory
+(``dictionary_accuracy``), ``r_8`` at the answer queries on the 64 held-out pairs of the shipped
+models' ``r_d`` (``distraction_summary`` with their seed), and the mean cosine between memory keys
+of different entries per head (``probes.entry_key_cosine``). The starting point is measured
+before training and drawn at step 0 of the live figures; every ``eval_every`` steps both runs
+are read with ``N = 15`` distractor documents; at the end both are measured like the start.
 
-The two runs advance one step each in turn, so their live curves grow together. Every
-``eval_every`` steps both are read with ``N = 15`` other documents' definitions in memory
-(a running accuracy-with-distractors figure); at the end, :func:`fot_edu.evaluation.distraction.dictionary_accuracy`
-with ``N = 0, 7, 15, 31`` and the paper's ``r_8`` at the answer queries
-(:func:`fot_edu.evaluation.distraction.distraction_summary`), each with its 95% interval.
+``RaceConfig(base="dict-fot")`` races from the shipped ``dict-fot`` instead: trained with
+negatives up to ``d = 8``, its entry keys nearly orthogonal. That race asks whether ``d = 1``
+training wears an existing separation down, not whether FoT creates one.
 
-``python -m fot_edu race [--json]`` runs it in a terminal; ``widgets.race_board`` in a notebook.
+**Side by side.** On a CPU the runs train at once in two processes, one torch thread each
+(``RaceConfig.parallel``), else they alternate a step each; the events reach ``callback`` in the
+calling process. ``python -m fot_edu race`` runs it in a terminal, ``widgets.race_board`` in a notebook.
 """
 from __future__ import annotations
 
-import math
+import io
+import multiprocessing
 import platform
+import queue as queues
 import time
+import traceback
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
 from fot_edu.config import TrainConfig
 from fot_edu.evaluation.distraction import dictionary_accuracy, distraction_summary
+from fot_edu.evaluation.probes import entry_key_cosine, memory_snapshot
 from fot_edu.evaluation.stats import wilson
 from fot_edu.model import FoTModel
 from fot_edu.runtime import default_device, fast_mode, one_thread
 from fot_edu.training.checkpoint import load_checkpoint, load_state_into
+from fot_edu.training.objective import with_task_vocab
+from fot_edu.training.presets import preset
 from fot_edu.training.train import Trainer
 
 RUNS = ("d=1", "FoT")
+R_D_SEED = 0  # the shipped dictionary models' seed: distraction_summary reads its 64 pairs
 
 
 @dataclass
 class RaceConfig:
-    base: str = "dict-fot"  # shipped checkpoint both runs start from
+    base: str | None = None  # None: untrained weights; or a shipped dictionary checkpoint to continue
+    init_seed: int = 0  # the untrained weights both runs start from
     steps: int = 600  # optimiser steps per run
-    batch_size: int = 8  # documents per step (FoT's negatives come from these)
-    fot_d: int = 8  # FoT's crossbatch dimension: own C_prev + 7 negatives
+    batch_size: int = 32  # documents per step (FoT's negatives come from these)
+    fot_schedule: tuple[tuple[int, int], ...] = ((0, 1), (75, 2), (125, 4), (175, 8))  # (step, d)
     lr: float = 2e-3
-    warmup_steps: int = 10
-    tau: float | None = 3.5  # memory-layer temperature both runs start from (None: the base's)
-    data_seed: int = 100  # training batches other than the base's (it was trained on seed 0)
+    warmup_steps: int = 100
+    data_seed: int = 0  # training batches (the dict-* presets' seed)
     eval_every: int = 50  # steps between the live accuracy-with-distractors readings
     live_distractors: int = 15  # N of the live reading
     live_docs: int = 8  # documents per live reading
     final_distractors: tuple[int, ...] = (0, 7, 15, 31)
     final_docs: int = 32  # documents per N in the final evaluation (10 values each, 2 tokens)
+    r_d_batches: int = 2  # groups of 32 held-out pairs for r_8 (2: the shipped models' 64)
+    parallel: bool = True  # on a CPU: the two runs in two processes, one torch thread each
+
+    def __post_init__(self) -> None:
+        self.fot_schedule = tuple(tuple(pair) for pair in self.fot_schedule)
+        for name in ("steps", "batch_size", "eval_every", "live_docs", "final_docs", "r_d_batches"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed: a positive integer")
+        if self.base is not None and not isinstance(self.base, str):
+            raise ValueError(f"base={self.base!r} is not allowed: None (untrained) or a checkpoint name")
+        if not self.fot_schedule or self.fot_schedule[0][0] != 0 or self.fot_d < 2:
+            raise ValueError(f"fot_schedule={self.fot_schedule!r} is not allowed: (step, d) pairs "
+                             "from step 0 that reach d >= 2")
+
+    @property
+    def fot_d(self) -> int:  # FoT's largest d: own C_prev + fot_d - 1 negatives
+        return max(d for _, d in self.fot_schedule)
 
     @classmethod
     def smoke(cls) -> "RaceConfig":
-        """Seconds on a CPU (tests, ``FOT_EDU_FAST=1``): the same race, a few steps."""
-        return cls(steps=6, eval_every=3, live_docs=2, final_distractors=(0, 7), final_docs=2)
+        """Seconds on a CPU (tests, ``FOT_EDU_FAST=1``): the same race, a few steps, one process."""
+        return cls(steps=6, batch_size=8, fot_schedule=((0, 1), (2, 2), (4, 4)), warmup_steps=2,
+                   eval_every=3, live_docs=2, final_distractors=(0, 7), final_docs=2,
+                   r_d_batches=1, parallel=False)
 
-    def train_config(self, base_cfg: TrainConfig, d: int) -> TrainConfig:
-        return base_cfg.replace(d=d, d_schedule=(), batch_size=self.batch_size, steps=self.steps,
-                                lr=self.lr, warmup_steps=self.warmup_steps, seed=self.data_seed,
-                                eval_every=self.steps, checkpoint_every=self.steps)
+    def train_config(self, base_cfg: TrainConfig, run: str) -> TrainConfig:
+        schedule = self.fot_schedule if run == "FoT" else ()
+        return base_cfg.replace(d=1, d_schedule=schedule, batch_size=self.batch_size,
+                                steps=self.steps, lr=self.lr, warmup_steps=self.warmup_steps,
+                                seed=self.data_seed, eval_every=self.steps,
+                                checkpoint_every=self.steps, base=None)
+
+    def start_name(self) -> str:
+        return (f"an untrained model (fresh weights, seed {self.init_seed})" if self.base is None
+                else f"{self.base} (a trained checkpoint)")
 
 
 @dataclass
@@ -84,136 +112,239 @@ class RaceResult:
     seconds: float
     device: str
     config: RaceConfig
+    start: dict = field(default_factory=dict)  # measure() of the starting point
     history: dict = field(default_factory=dict)  # run -> [{"step", "loss", "d"}, ...]
-    live: dict = field(default_factory=dict)  # run -> {step: accuracy with N distractors}
-    accuracy: dict = field(default_factory=dict)  # run -> {N: accuracy}
-    r_8: dict = field(default_factory=dict)  # run -> r_8 (answer queries)
-    r_8_ci95: dict = field(default_factory=dict)  # run -> [low, high], bootstrap over pairs
-    r_8_pairs: int = 0  # held-out pairs r_8 is averaged over
-    n_tokens: int = 0  # value tokens scored per N in the final evaluation
+    live: dict = field(default_factory=dict)  # run -> {step: accuracy with N distractors}; 0: start
+    final: dict = field(default_factory=dict)  # run -> measure() after training
     models: dict = field(default_factory=dict)  # run -> (model, cfg), both in eval mode
 
+    accuracy = property(lambda self: {run: m["accuracy"] for run, m in self.final.items()})
+    r_8 = property(lambda self: {run: m["r_8"] for run, m in self.final.items()})
+
     def to_json(self) -> dict:
-        """``{"seconds", "device", "models": {run: {"accuracy": {N: a}, "r_8": r, "n": ...,
-        "ci95": ...}}}``: 95% Wilson intervals of the accuracies over ``n`` value tokens, and a
-        bootstrap interval of r_8 over ``n`` held-out pairs."""
-        models = {}
-        for run in RUNS:
-            acc = {str(n): a for n, a in self.accuracy[run].items()}
-            models[run] = {"accuracy": acc, "r_8": self.r_8[run],
-                           "n": {"accuracy": self.n_tokens, "r_8": self.r_8_pairs},
-                           "ci95": {"accuracy": {n: wilson(a, self.n_tokens) for n, a in acc.items()},
-                                    "r_8": self.r_8_ci95.get(run)}}
-        return {"seconds": round(self.seconds, 1), "device": self.device, "models": models}
+        """``{"seconds", "device", "start": {...}, "models": {run: {...}}}``, each model and the
+        start as ``{"accuracy": {N: a}, "r_8", "key_cosine": [per head], "n", "ci95"}``: 95%
+        Wilson intervals of the accuracies over ``n`` value tokens, a bootstrap interval of r_8
+        over ``n`` held-out pairs."""
+        def entry(m):
+            acc = {str(n): a for n, a in m["accuracy"].items()}
+            return {"accuracy": acc, "r_8": m["r_8"], "key_cosine": m["key_cosine"],
+                    "n": {"accuracy": m["n_tokens"], "r_8": m["r_8_pairs"]},
+                    "ci95": {"accuracy": {n: wilson(a, m["n_tokens"]) for n, a in acc.items()},
+                             "r_8": m["r_8_ci95"]}}
+        return {"seconds": round(self.seconds, 1), "device": self.device,
+                "start": entry(self.start), "models": {run: entry(self.final[run]) for run in RUNS}}
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    threads = torch.get_num_threads()
-    return f"cpu ({platform.machine()}, {threads} torch thread{'s' if threads > 1 else ''})"
+def device_name(device: torch.device, threads: int = 1) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else (
+        f"cpu ({platform.machine()}, {threads} torch thread{'s' if threads > 1 else ''} per run)")
 
 
 def starting_point(cfg: RaceConfig) -> tuple[dict, TrainConfig]:
-    """``(weights, config)`` both runs start from: ``cfg.base``, memory temperature ``cfg.tau``."""
+    """``(weights, config)`` both runs start from: untrained (``cfg.base`` None), or a checkpoint."""
+    if cfg.base is None:
+        base_cfg = with_task_vocab(preset("dict-d1"))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.init_seed)
+            return FoTModel(base_cfg.model).state_dict(), base_cfg
     state = load_checkpoint(cfg.base)
     if state["config"].data.task != "dictionary":
         raise ValueError(f"base={cfg.base!r} is not a dictionary model (task "
                          f"{state['config'].data.task!r})")
-    weights = dict(state["model"])
-    if cfg.tau is not None:
-        if not (isinstance(cfg.tau, (int, float)) and cfg.tau > 0):
-            raise ValueError(f"tau={cfg.tau!r} is not allowed: a positive temperature or None")
-        for name, value in weights.items():
-            if name.endswith("attn.log_tau"):
-                weights[name] = torch.full_like(value, math.log(cfg.tau))
-    return weights, state["config"]
+    return dict(state["model"]), state["config"]
 
 
 def start_model(cfg: RaceConfig, device=None) -> tuple[FoTModel, TrainConfig]:
     """The model both runs start from, in eval mode (to look at before the race)."""
     weights, base_cfg = starting_point(cfg)
-    model = FoTModel(base_cfg.model)
-    load_state_into(model, weights)
-    return model.to(device or "cpu").eval(), base_cfg
+    return _model(base_cfg, weights, device or "cpu"), base_cfg
 
 
 def start_runs(cfg: RaceConfig, device=None) -> dict:
     """``{"d=1": Trainer, "FoT": Trainer}``, both from :func:`starting_point`."""
     weights, base_cfg = starting_point(cfg)
-    return {run: Trainer(cfg.train_config(base_cfg, d), device=device, init_state=weights)
-            for run, d in (("d=1", 1), ("FoT", cfg.fot_d))}
+    return {run: Trainer(cfg.train_config(base_cfg, run), device=device, init_state=weights)
+            for run in RUNS}
 
 
 def live_accuracy(model, cfg: TrainConfig, race: RaceConfig, device) -> float:
-    accuracy = dictionary_accuracy(model, cfg, (race.live_distractors,), batch_size=race.live_docs,
-                                   batches=1, seed=4321, device=device)["accuracy"]
-    model.train()
-    return accuracy[race.live_distractors]
+    return dictionary_accuracy(model, cfg, (race.live_distractors,), batch_size=race.live_docs,
+                               batches=1, seed=4321, device=device)["accuracy"][race.live_distractors]
+
+
+@torch.no_grad()
+def measure(model, cfg: TrainConfig, race: RaceConfig, device="cpu") -> dict:
+    """Accuracy at ``race.final_distractors``, r_8 and its interval, entry-key cosine per head."""
+    acc = dictionary_accuracy(model, cfg, race.final_distractors, batch_size=race.final_docs,
+                              batches=1, device=device)
+    summary = distraction_summary(model, cfg.replace(seed=R_D_SEED), (8,),
+                                  batches=race.r_d_batches, device=device)
+    snap, heads, data = memory_snapshot(model, cfg, 7), model.cfg.n_heads, cfg.data
+    model.to(device).eval()
+    return {"accuracy": acc["accuracy"], "r_8": summary["r_d"][8],
+            "r_8_ci95": summary["ci95"]["r_d"][8], "r_8_pairs": summary["n"]["r_d"][8],
+            "key_cosine": [round(entry_key_cosine(snap, h), 4) for h in range(heads)],
+            "n_tokens": race.final_docs * data.entries_per_window * data.value_len}
+
+
+def _weights_bytes(state: dict) -> bytes:
+    torch.save({k: v.detach().cpu() for k, v in state.items()}, buffer := io.BytesIO())
+    return buffer.getvalue()
+
+
+def _one_run(run: str, cfg: RaceConfig, weights: dict, base_cfg: TrainConfig, device) -> Iterator:
+    """One run's events: ``step`` every step, ``live`` every ``eval_every``, ``trained``, ``final``."""
+    trainer = Trainer(cfg.train_config(base_cfg, run), device=device, init_state=weights)
+    for step in range(cfg.steps):
+        row = trainer.step()
+        yield "step", {"run": run, "step": step, "loss": row["loss"], "d": row["d"]}
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            accuracy = live_accuracy(trainer.model, trainer.cfg, cfg, device)
+            trainer.model.train()
+            yield "live", {"run": run, "step": step + 1, "accuracy": accuracy}
+    yield "trained", {"run": run}
+    model = trainer.result().model.eval()
+    yield "final", {"run": run, "measure": measure(model, trainer.cfg, cfg, device),
+                    "weights": _weights_bytes(model.state_dict())}
+
+
+def _worker(run, cfg, weights_blob, base_cfg, threads, events) -> None:
+    """A run in its own process (spawned): its events go to the parent through ``events``."""
+    torch.set_num_threads(threads)
+    try:
+        weights = torch.load(io.BytesIO(weights_blob), weights_only=True)
+        for event in _one_run(run, cfg, weights, base_cfg, torch.device("cpu")):
+            events.put(event)
+    except BaseException:
+        events.put(("error", {"run": run, "traceback": traceback.format_exc()}))
+
+
+def _side_by_side(cfg, weights, base_cfg, threads) -> Iterator:
+    """Both runs' events from two processes, as they come."""
+    context = multiprocessing.get_context("spawn")  # fork is unsafe once torch has run threads
+    events = context.Queue()
+    workers = [context.Process(target=_worker, daemon=True, args=(
+        run, cfg, _weights_bytes(weights), base_cfg, threads, events)) for run in RUNS]
+    for worker in workers:
+        worker.start()
+    try:
+        yield "started", {}
+        finals = 0
+        while finals < len(RUNS):
+            try:
+                event, data = events.get(timeout=2)
+            except queues.Empty:
+                dead = [w.exitcode for w in workers if w.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(f"a race process died (exit code {dead[0]})") from None
+                continue
+            if event == "error":
+                raise RuntimeError(f"the {data['run']} run failed:\n{data['traceback']}")
+            finals += event == "final"
+            yield event, data
+    finally:
+        for worker in workers:
+            worker.join(timeout=5)
+            worker.terminate()  # only one still running: the parent gave up on it
+
+
+def _alternating(cfg, weights, base_cfg, device) -> Iterator:
+    """Both runs in this process, one event of each in turn (same events in the same order)."""
+    yield "started", {}
+    for pair in zip(*(_one_run(run, cfg, weights, base_cfg, device) for run in RUNS)):
+        yield from pair
 
 
 def race(cfg: RaceConfig | None = None, *, device=None, threads: int | None = None,
          callback: Callable[[str, dict], None] | None = None) -> RaceResult:
-    """Train both runs, a step each in turn, then evaluate both with distractors in memory.
+    """Measure the starting point, train both runs side by side, then measure both again.
 
-    On a CPU the race runs on one torch thread unless ``threads`` says otherwise: these models
-    are so small that a second thread mostly waits (``runtime.one_thread``).
-
-    ``callback(event, data)`` sees ``("step", {"run", "step", "loss", "d", "seconds", "eta"})``
-    after every step of each run, ``("live", {"run", "step", "accuracy"})`` at every live reading
-    and ``("evaluating", {})`` / ``("done", {"result"})`` at the end.
-    """
+    ``threads``: torch CPU threads per run (default 1). ``callback(event, data)`` sees ``("start",
+    measure() + {"live": step-0 live reading})``, ``("step", {"run", "step", "loss", "d",
+    "seconds", "eta"})`` after every step of each run, ``("live", {"run", "step", "accuracy"})``,
+    then ``("evaluating", {})`` and ``("done", {"result"})``."""
     cfg = cfg or (RaceConfig.smoke() if fast_mode() else RaceConfig())
     device = default_device(device)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    with one_thread(device.type == "cpu" and threads is None):
-        return _race(cfg, device, callback or (lambda event, data: None))
-
-
-def _race(cfg: RaceConfig, device, notify) -> RaceResult:
+    if threads is not None and not (isinstance(threads, int) and threads >= 1):
+        raise ValueError(f"threads={threads!r} is not allowed: a positive integer or None")
+    notify = callback or (lambda event, data: None)
     t0 = time.perf_counter()
-    trainers = start_runs(cfg, device)
-    history = {run: [] for run in RUNS}
-    live = {run: {} for run in RUNS}
-    for step in range(cfg.steps):
-        for run, trainer in trainers.items():
-            row = trainer.step()
-            history[run].append({"step": row["step"], "loss": row["loss"], "d": row["d"]})
-            elapsed = time.perf_counter() - t0
-            eta = elapsed / (step + 1) * (cfg.steps - step - 1)
-            notify("step", {"run": run, "step": step, "loss": row["loss"], "d": row["d"],
-                            "seconds": elapsed, "eta": eta})
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-            for run, trainer in trainers.items():
-                live[run][step + 1] = live_accuracy(trainer.model, trainer.cfg, cfg, device)
-                notify("live", {"run": run, "step": step + 1, "accuracy": live[run][step + 1]})
-    notify("evaluating", {})
-    models = {run: (trainer.result().model, trainer.cfg) for run, trainer in trainers.items()}
-    accuracy, r_8, r_8_ci95, pairs = {}, {}, {}, 0
-    for run, (model, train_cfg) in models.items():
-        accuracy[run] = dictionary_accuracy(model, train_cfg, cfg.final_distractors,
-                                            batch_size=cfg.final_docs, batches=1, device=device)["accuracy"]
-        summary = distraction_summary(model, train_cfg, (8,), batches=1, device=device)
-        r_8[run], r_8_ci95[run] = summary["r_d"][8], summary["ci95"]["r_d"][8]
-        pairs = summary["n"]["r_d"][8]
-    data = next(iter(models.values()))[1].data
-    result = RaceResult(seconds=time.perf_counter() - t0, device=device_name(device), config=cfg,
-                        history=history, live=live, accuracy=accuracy, r_8=r_8,
-                        r_8_ci95=r_8_ci95, r_8_pairs=pairs,
-                        n_tokens=cfg.final_docs * data.entries_per_window * data.value_len,
+    weights, base_cfg = starting_point(cfg)
+    parallel = cfg.parallel and device.type == "cpu"
+    with one_thread(device.type == "cpu" and (parallel or threads is None)):
+        if not parallel and threads is not None:
+            torch.set_num_threads(threads)
+        events = (_side_by_side(cfg, weights, base_cfg, threads or 1) if parallel
+                  else _alternating(cfg, weights, base_cfg, device))
+        next(events)  # the runs start; the starting point is measured meanwhile
+        model = _model(base_cfg, weights, device)
+        start = measure(model, base_cfg, cfg, device)
+        start_live = live_accuracy(model, base_cfg, cfg, device)
+        live = {run: {0: start_live} for run in RUNS}
+        notify("start", {**start, "live": start_live})
+        history, final, models, trained = {run: [] for run in RUNS}, {}, {}, 0
+        for event, data in events:
+            run = data["run"]
+            if event == "step":
+                history[run].append({k: data[k] for k in ("step", "loss", "d")})
+                elapsed, done = time.perf_counter() - t0, min(len(h) for h in history.values())
+                eta = elapsed / max(done, 1) * (cfg.steps - done)
+                notify("step", {**data, "seconds": elapsed, "eta": eta})
+            elif event == "live":
+                live[run][data["step"]] = data["accuracy"]
+                notify("live", data)
+            elif event == "trained" and (trained := trained + 1) == len(RUNS):
+                notify("evaluating", {})
+            elif event == "final":
+                final[run] = data["measure"]
+                weights = torch.load(io.BytesIO(data["weights"]), weights_only=True)
+                models[run] = _model(base_cfg, weights, device), cfg.train_config(base_cfg, run)
+    result = RaceResult(seconds=time.perf_counter() - t0, device=device_name(device, threads or 1),
+                        config=cfg, start=start, history=history, live=live, final=final,
                         models=models)
     notify("done", {"result": result})
     return result
 
 
+def _model(base_cfg: TrainConfig, weights: dict, device) -> FoTModel:
+    model = FoTModel(base_cfg.model)
+    load_state_into(model, weights)
+    return model.to(device).eval()
+
+
 def race_table(result: RaceResult) -> str:
-    """The final comparison as a terminal table."""
-    ns = list(result.config.final_distractors)
-    tau = "" if result.config.tau is None else f" with memory temperature {result.config.tau:g}"
-    lines = [f"{'run':>4}  " + "  ".join(f"{f'acc N={n}':>9}" for n in ns) + "    r_8 (answer queries)",
-             *(f"{run:>4}  " + "  ".join(f"{result.accuracy[run][n]:>9.3f}" for n in ns)
-               + f"  {result.r_8[run]:.3f} {result.r_8_ci95.get(run)}" for run in RUNS),
-             f"({result.n_tokens} value tokens per N, r_8 over {result.r_8_pairs} pairs; both runs fine-tuned {result.config.steps} steps "
-             f"from {result.config.base}{tau}; {result.seconds:.0f} s on {result.device})"]
-    return "\n".join(lines)
+    """The starting point and the final comparison as a terminal table."""
+    ns, rows = result.config.final_distractors, {"start": result.start, **result.final}
+    lines = [f"{'':>5}  " + "  ".join(f"{f'acc N={n}':>9}" for n in ns)
+             + "  r_8 at answers [95% interval]  entry-key cosine per head"]
+    lines += [f"{name:>5}  " + "  ".join(f"{m['accuracy'][n]:>9.3f}" for n in ns)
+              + f"  {m['r_8']:.3f} [{m['r_8_ci95'][0]:.3f}, {m['r_8_ci95'][1]:.3f}]        "
+              + " ".join(f"{c:.2f}" for c in m["key_cosine"]) for name, m in rows.items()]
+    return "\n".join(lines + [
+        f"({result.start['n_tokens']} value tokens per N, r_8 over {result.start['r_8_pairs']} "
+        f"held-out pairs; both runs trained {result.config.steps} steps from "
+        f"{result.config.start_name()}; {result.seconds:.0f} s on {result.device})"])
+
+
+def _cosine(m: dict) -> float:  # the mean over heads
+    return sum(m["key_cosine"]) / len(m["key_cosine"])
+
+
+def start_summary(start: dict, distractors: int = 15) -> str:
+    """The starting point in one line: accuracy with 0 and ``distractors`` documents, r_8, cosine."""
+    acc = start["accuracy"]
+    most = max(n for n in acc if n <= distractors)
+    return (f"starting point: accuracy {acc[0]:.0%} with its own document alone, {acc[most]:.0%} with "
+            f"{most} distractors; r_8 {start['r_8']:.2f}; entry-key cosine {_cosine(start):.2f}")
+
+
+def end_summary(result: RaceResult) -> str:
+    """The outcome in one line: accuracy with distractors, r_8 and entry-key cosine, start -> end."""
+    acc, most = result.accuracy, max(n for n in result.config.final_distractors
+                                      if n <= result.config.live_distractors)
+    start, fot, d1 = result.start, result.final["FoT"], result.final["d=1"]
+    return (f"with {most} distractors: d = 1 answers {acc['d=1'][most]:.0%}, FoT {acc['FoT'][most]:.0%}"
+            f" (start {start['accuracy'][most]:.0%}); r_8: d = 1 {d1['r_8']:.2f}, FoT {fot['r_8']:.2f}"
+            f"; entry-key cosine {_cosine(start):.2f} at the start, then d = 1 {_cosine(d1):.2f}, "
+            f"FoT {_cosine(fot):.2f}")
