@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import posixpath
+import re
 import shutil
 import subprocess
 import sys
@@ -53,7 +55,30 @@ def stage(src: Path) -> list[Path]:
     staged = []
     for nb in sorted((REPO / "notebooks").glob("*.ipynb")):
         staged.append(Path(shutil.copy(nb, src / "notebooks" / nb.name)))
+    in_book = {p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()}
+    for page in [src / "README.md", *(src / "docs").glob("*.md")]:
+        page.write_text(unlink_outside(page.read_text(encoding="utf-8"), page.parent.relative_to(src), in_book),
+                        encoding="utf-8")
     return staged
+
+
+LINK = re.compile(r"(?<!!)\[([^\]\n]+)\]\(([^)\s]+)\)")  # [text](target), not an image
+
+
+def unlink_outside(text: str, folder: Path, in_book: set[str]) -> str:
+    """Links to repository files that are not in the book (CHANGELOG.md, LICENSE, sources) become
+    their text and the file's path: the book has no page to send the reader to."""
+
+    def replace(match: re.Match) -> str:
+        label, target = match.groups()
+        path = target.split("#")[0]
+        if not path or re.match(r"[a-z][a-z0-9+.-]*:", target, re.I):  # an anchor or a URL
+            return match.group(0)
+        if posixpath.normpath((folder / path).as_posix()) in in_book:
+            return match.group(0)
+        return f"`{path}` (in the repository)" if label.strip("`") == path else f"{label} (`{path}` in the repository)"
+
+    return LINK.sub(replace, text)
 
 
 def kernel_env(fast: bool) -> dict:
