@@ -97,4 +97,4 @@ reproduce: $(STAMP_LAB)  # make reproduce ARGS="--device cuda" retrains on a GPU
 	$(PY) scripts/reproduce.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache book/_build

@@ -12,7 +12,8 @@
 4. ``book/offline.py`` scans the site: a script, stylesheet, font or image from outside the machine
    fails the build.
 
-The seconds each notebook took, the mode and the load average go to ``OUT/build-times.json``.
+``OUT/build-times.json`` is a record (``fot_edu.evaluation.records``): the command, the machine, the load
+average before and after, the seconds of the whole build and of each notebook, the mode.
 """
 from __future__ import annotations
 
@@ -32,9 +33,11 @@ from nbclient import NotebookClient
 
 BOOK = Path(__file__).resolve().parent
 REPO = BOOK.parent
-sys.path.insert(0, str(BOOK))
+sys.path[:0] = [str(BOOK), str(REPO)]
 import offline  # noqa: E402  (book/ is not a package)
 import outputs  # noqa: E402
+
+from fot_edu.evaluation.records import Recording, write_record  # noqa: E402
 
 CELL_TIMEOUT_S = 1800  # one cell; notebook 04 trains two models in normal mode
 
@@ -145,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.out.resolve()
     mode = "fast" if args.fast else "normal"
-    start, load_before = time.monotonic(), os.getloadavg()
+    recording = Recording(seed=None)
     notebooks = stage(out / "src")
     chosen = {name.strip().removesuffix(".ipynb") for name in args.execute.split(",") if name.strip()}
     unknown = chosen - {p.stem for p in notebooks}
@@ -164,16 +167,14 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(out / "html")
     sphinx(out / "src", out / "html", out / "doctrees")
     problems = offline.scan(out / "html")
-    record = {"mode": mode, "reused": args.reuse, "seconds_total": round(time.monotonic() - start, 1),
-              "notebooks": times, "load_average_1_5_15_before": [round(x, 2) for x in load_before],
-              "load_average_1_5_15_after": [round(x, 2) for x in os.getloadavg()],
-              "cpus": os.cpu_count()}
-    (out / "build-times.json").write_text(json.dumps(record, indent=1) + "\n")
+    write_record(out / "build-times.json", recording, mode=mode, reused=args.reuse,
+                 executed=sorted(chosen) or "all", notebooks=times)
     if problems:
         print("the book loads resources from outside the machine:", json.dumps(problems, indent=1),
               file=sys.stderr)
         return 1
-    print(f"book ({mode} mode) in {record['seconds_total']} s: {out / 'html' / 'index.html'}")
+    print(f"book ({mode} mode) in {recording.seconds} s (load average {recording.load_before} before): "
+          f"{out / 'html' / 'index.html'}")
     return 0
 
 
