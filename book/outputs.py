@@ -9,7 +9,8 @@ Two kinds of output would be lost in a static page:
 * a widget (ipywidgets, plotly's ``FigureWidget``), which is a view of a model that lives in the
   kernel. nbclient saves every model's last state in the notebook's metadata; from it we draw what
   the widget showed when the notebook finished: its figures, its printed output and HTML, and each
-  control as a label with its value. Nothing responds to a click, and the page says so.
+  control as a label with its value. Nothing responds to a click, and the page says so (except
+  under a progress bar, tqdm's, which has nothing to click).
 
 Everything else (printed text, tables, images, errors) is left to myst-nb as it is.
 """
@@ -118,7 +119,25 @@ def widget_html(model_id: str, widgets: dict, ids: FigureIds) -> str:
         return f'<div class="fot-html">{state.get("value", "")}</div>'
     if name == "LabelModel":
         return f'<span class="fot-label">{html.escape(str(state.get("value", "")))}</span>'
+    if name in PROGRESS:  # tqdm's bar in a notebook
+        return f'<progress value="{state.get("value", 0)}" max="{state.get("max", 100)}"></progress>'
     return _control_html(name, state)
+
+
+PASSIVE = {"HTMLModel", "HTMLMathModel", "LabelModel", "BoxModel", "HBoxModel", "VBoxModel"}
+PROGRESS = {"FloatProgressModel", "IntProgressModel"}
+
+
+def is_passive(model_id: str, widgets: dict) -> bool:
+    """True for a widget with nothing to press or move and no figure: text and progress bars
+    (tqdm's), which a static page shows as they are, without the note about live widgets."""
+    model = widgets.get(model_id, {})
+    name, state = model.get("model_name"), model.get("state", {})
+    if name in PROGRESS:
+        return True
+    if name not in PASSIVE:
+        return False
+    return all(is_passive(child.removeprefix("IPY_MODEL_"), widgets) for child in state.get("children", []))
 
 
 def convert_notebook(nb: dict, prefix: str) -> dict:
@@ -139,9 +158,13 @@ def convert_notebook(nb: dict, prefix: str) -> dict:
                 output["data"] = {"text/html": plotly_html(data[PLOTLY_MIME], ids())}
                 counts["figures"] += 1
             elif WIDGET_VIEW_MIME in data:
-                body = widget_html(data[WIDGET_VIEW_MIME]["model_id"], widgets, ids)
-                output["data"] = {"text/html": f'<div class="fot-static-widget"><p class="fot-widget-note">'
-                                                f'{STATIC_NOTE}</p>{body}</div>'}
+                model_id = data[WIDGET_VIEW_MIME]["model_id"]
+                body = widget_html(model_id, widgets, ids)
+                if is_passive(model_id, widgets):
+                    output["data"] = {"text/html": f'<div class="fot-passive-widget">{body}</div>'}
+                else:
+                    output["data"] = {"text/html": f'<div class="fot-static-widget"><p class="fot-widget-note">'
+                                                    f'{STATIC_NOTE}</p>{body}</div>'}
                 counts["widgets"] += 1
             output.get("metadata", {}).pop(PLOTLY_MIME, None)
     counts["figures_in_widgets"] = ids.count - counts["figures"]

@@ -139,3 +139,23 @@ def test_links_to_files_outside_the_book_become_text(monkeypatch):
     assert "FOT_EDU_FAST" not in build.kernel_env(fast=False)
     assert build.kernel_env(fast=True)["FOT_EDU_FAST"] == "1"
     assert build.kernel_env(fast=False)["PLOTLY_RENDERER"] == "plotly_mimetype"
+
+
+def test_a_progress_bar_is_shown_without_the_note_about_live_widgets():
+    widgets = {
+        "bar": _model("HBoxModel", children=["IPY_MODEL_label", "IPY_MODEL_progress", "IPY_MODEL_count"]),
+        "label": _model("HTMLModel", value="passkey 4x: 100%"),
+        "progress": _model("FloatProgressModel", value=2.0, max=2.0),
+        "count": _model("HTMLModel", value=" 2/2 [00:03&lt;00:00]"),
+    }
+    nb = {"metadata": {"widgets": {outputs.WIDGET_STATE_MIME: {"state": widgets}}},
+          "cells": [{"cell_type": "code", "outputs": [
+              {"output_type": "display_data", "metadata": {},
+               "data": {outputs.WIDGET_VIEW_MIME: {"model_id": "bar"}}}]}]}
+    outputs.convert_notebook(nb, "06")
+    shown = nb["cells"][0]["outputs"][0]["data"]["text/html"]
+    assert shown.startswith('<div class="fot-passive-widget">') and "make lab" not in shown
+    assert '<progress value="2.0" max="2.0"></progress>' in shown and "passkey 4x: 100%" in shown
+    assert outputs.is_passive("bar", widgets)
+    widgets["count"] = _model("ButtonModel", description="Stop")  # something to press: not passive
+    assert not outputs.is_passive("bar", widgets)
