@@ -52,8 +52,8 @@ $(STAMP_LAB): $(STAMP_TORCH) pyproject.toml
 	touch $@
 
 $(STAMP_TEST): $(STAMP_LAB) pyproject.toml
-	@echo "==> [3/3] the test tools (extra test)"
-	$(PY) -m pip install -e ".[notebooks,test,faiss]"
+	@echo "==> [3/3] the test tools (extras test and book: tests/browser/test_book.py builds the book)"
+	$(PY) -m pip install -e ".[notebooks,test,faiss,book]"
 	@# the CFF 1.2.0 schema for tests/test_project_files.py: cffconvert's wheel, downloaded, not
 	@# installed (it requires jsonschema<4, which JupyterLab does not accept)
 	$(PY) -m pip download --no-deps --quiet --dest $(VENV)/cffconvert "cffconvert==2.0.0"
@@ -77,9 +77,24 @@ present: $(STAMP_LAB)
 test: $(STAMP_TEST)
 	FOT_EDU_FAST=1 $(PY) -m pytest -q tests $(if $(NOTEBOOKS),--nbmake $(NOTEBOOKS))
 
+# the course book: a static, offline HTML site of the README, the guides and the nine notebooks,
+# each run top to bottom (normal mode; FAST=1: fast mode, as CI). Open book/_build/html/index.html.
+# BOOK_ARGS: more options for book/build.py, e.g. BOOK_ARGS="--execute 01_memory_attention"
+FAST ?=
+BOOK_ARGS ?=
+STAMP_BOOK := $(VENV)/.stamp-book
+$(STAMP_BOOK): $(STAMP_LAB) pyproject.toml
+	@echo "==> the book's tools (extra book)"
+	$(PY) -m pip install -e ".[notebooks,faiss,book]"
+	touch $@
+
+.PHONY: book
+book: $(STAMP_BOOK)
+	$(PY) book/build.py $(if $(filter 1 yes true,$(FAST)),--fast,--normal) $(BOOK_ARGS)
+
 # retrain every preset from scratch (minutes each on a CPU) and print new figures beside the shipped ones
 reproduce: $(STAMP_LAB)  # make reproduce ARGS="--device cuda" retrains on a GPU
 	$(PY) scripts/reproduce.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache book/_build

@@ -235,7 +235,7 @@ def test_make_test_after_make_lab_only_adds_the_test_tools(tmp_path):
         (venv / stamp).touch()
     plan = _make_n("test", venv)
     assert "choose_torch.py" not in plan and '-e ".[notebooks,faiss]"' not in plan
-    assert '-e ".[notebooks,test,faiss]"' in plan and "-m pytest" in plan
+    assert '-e ".[notebooks,test,faiss,book]"' in plan and "-m pytest" in plan
 
 
 def test_binder_installs_the_pinned_cpu_build_and_the_notebook_extras_only():
