@@ -4,7 +4,7 @@ from torch.testing import assert_close
 
 from fot_edu.attention import memory_attention
 from fot_edu.config import ModelConfig
-from fot_edu.crossbatch import context_mass, crossbatch_memory, hard_negative_rows, neighbour_rows
+from fot_edu.crossbatch import context_mass, crossbatch_memory, hard_negative_rows
 from fot_edu.model import FoTModel
 
 b, h, n, dh = 5, 2, 4, 8

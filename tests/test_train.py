@@ -1,6 +1,5 @@
 """Training loop, checkpoints and resume, on a tiny synthetic copy task (C_curr repeats C_prev):
 only a model that reads its previous window through memory can predict C_curr."""
-import pickle
 
 import pytest
 import torch
