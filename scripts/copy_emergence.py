@@ -100,36 +100,44 @@ def main(argv=None) -> int:
     gpu = trainer.device.type == "cuda"
     start = time.perf_counter()
     curve = [{"step": 0, **probe(trainer.model, cfg)}]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    smear = ",".join(map(str, args.smear_keys))
+    name = (f"copy-emergence-{args.arm}" + (f"-smear{smear.replace(',', '')}" if smear else "")
+            + ("" if args.steps == 2000 else f"-{args.steps}"))
+    out = args.out or ROOT / "docs" / "records" / f"{name}-{'gpu' if gpu else 'cpu'}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(passkey=None) -> dict:
+        """The record so far: written after every probe, so a run cut short keeps its curve
+        (``"finished": false`` and no passkey until the last step)."""
+        record = {"command": f"python scripts/copy_emergence.py --arm {args.arm} --steps {args.steps} "
+                             f"--every {args.every}" + (" --device cuda" if gpu else "")
+                             + (f" --smear-keys {smear}" if smear else "")
+                             + (f" --synthetic-steps {args.synthetic_steps}" if args.arm == "curriculum" else ""),
+                  "seed": cfg.seed, "commit": commit,
+                  "machine": (torch.cuda.get_device_name() + ", " if gpu else "")
+                             + f"{platform.machine()}, {os.cpu_count()} cores, 1 torch thread, torch "
+                               f"{torch.__version__}, python {platform.python_version()}",
+                  "seconds": round(time.perf_counter() - start, 1), "arm": {args.arm: arm},
+                  "config": "text-vanilla preset, from scratch, steps=%d, smear_keys=%s"
+                            % (args.steps, list(args.smear_keys)),
+                  "curve": curve, "passkey_1x_no_memory": passkey}
+        record["finished"] = passkey is not None
+        out.write_text(json.dumps(record, indent=1) + "\n")
+        return record
+
     while not trainer.done:
         row = trainer.step()
         if (row["step"] + 1) % args.every == 0 or trainer.done:
             curve.append({"step": row["step"] + 1, "loss": row["loss"], **probe(trainer.model, cfg)})
             print(json.dumps({"step": curve[-1]["step"], "text_gap": round(curve[-1]["text"]["gap"], 4),
                               "random_gap": round(curve[-1]["random"]["gap"], 4)}), flush=True)
+            write()
     model = trainer.result().model
-    passkey = passkey_accuracy(model, cfg, ["1x"], trials=50, memory=False)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    smear = ",".join(map(str, args.smear_keys))
-    record = {"command": f"python scripts/copy_emergence.py --arm {args.arm} --steps {args.steps} "
-                         f"--every {args.every}" + (" --device cuda" if gpu else "")
-                         + (f" --smear-keys {smear}" if smear else "")
-                         + (f" --synthetic-steps {args.synthetic_steps}" if args.arm == "curriculum" else ""),
-              "seed": cfg.seed, "commit": commit,
-              "machine": (torch.cuda.get_device_name() + ", " if gpu else "")
-                         + f"{platform.machine()}, {os.cpu_count()} cores, 1 torch thread, torch "
-                           f"{torch.__version__}, python {platform.python_version()}",
-              "seconds": round(time.perf_counter() - start, 1), "arm": {args.arm: arm},
-              "config": "text-vanilla preset, from scratch, steps=%d, smear_keys=%s"
-                        % (args.steps, list(args.smear_keys)),
-              "curve": curve, "passkey_1x_no_memory": passkey}
+    record = write(passkey_accuracy(model, cfg, ["1x"], trials=50, memory=False))
     if args.save:
         save_checkpoint(args.save, model, cfg, step=args.steps, extra={"record": record["command"]})
-    name = (f"copy-emergence-{args.arm}" + (f"-smear{smear.replace(',', '')}" if smear else "")
-            + ("" if args.steps == 2000 else f"-{args.steps}"))
-    out = args.out or ROOT / "docs" / "records" / f"{name}-{'gpu' if gpu else 'cpu'}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {out}")
     return 0
 
