@@ -99,23 +99,29 @@ def main(argv=None) -> int:
         + (f" --smear-keys {smear}" if smear else "")
         + (f" --synthetic-steps {args.synthetic_steps}" if args.arm == "curriculum" else "")))
     curve = [{"step": 0, **probe(trainer.model, cfg)}]
+    name = (f"copy-emergence-{args.arm}" + (f"-smear{smear.replace(',', '')}" if smear else "")
+            + ("" if args.steps == 2000 else f"-{args.steps}"))
+    out = args.out or RECORDS_DIR / f"{name}-{'gpu' if gpu else 'cpu'}.json"
+
+    def write(passkey=None) -> None:
+        """The record so far: written after every probe, so a run cut short keeps its curve
+        (``"finished": false`` and no passkey until the last step)."""
+        write_record(out, recording, arm={args.arm: arm},
+                     config="text-vanilla preset, from scratch, steps=%d, smear_keys=%s"
+                            % (args.steps, list(args.smear_keys)),
+                     curve=curve, passkey_1x_no_memory=passkey, finished=passkey is not None)
+
     while not trainer.done:
         row = trainer.step()
         if (row["step"] + 1) % args.every == 0 or trainer.done:
             curve.append({"step": row["step"] + 1, "loss": row["loss"], **probe(trainer.model, cfg)})
             print(json.dumps({"step": curve[-1]["step"], "text_gap": round(curve[-1]["text"]["gap"], 4),
                               "random_gap": round(curve[-1]["random"]["gap"], 4)}), flush=True)
+            write()
     model = trainer.result().model
-    passkey = passkey_accuracy(model, cfg, ["1x"], trials=50, memory=False)
+    write(passkey_accuracy(model, cfg, ["1x"], trials=50, memory=False))
     if args.save:
         save_checkpoint(args.save, model, cfg, step=args.steps, extra={"record": recording.command})
-    name = (f"copy-emergence-{args.arm}" + (f"-smear{smear.replace(',', '')}" if smear else "")
-            + ("" if args.steps == 2000 else f"-{args.steps}"))
-    out = args.out or RECORDS_DIR / f"{name}-{'gpu' if gpu else 'cpu'}.json"
-    write_record(out, recording, arm={args.arm: arm},
-                 config="text-vanilla preset, from scratch, steps=%d, smear_keys=%s"
-                        % (args.steps, list(args.smear_keys)),
-                 curve=curve, passkey_1x_no_memory=passkey)
     print(f"wrote {out}")
     return 0
 

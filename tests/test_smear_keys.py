@@ -106,3 +106,25 @@ def test_the_carry_crosses_window_boundaries_and_a_new_document_starts_from_zero
     model(windows[:, 1], memories=alone)
     assert_close(fresh[1].keys[1, :, :n], alone[1].keys[1])
     assert not torch.allclose(fresh[1].keys[0, :, n:], alone[1].keys[0], atol=1e-4)
+
+
+def test_a_continuation_keeps_its_bases_smeared_keys_in_the_memory_layer(tmp_path):
+    """The LongLLaMA recipe with a smeared base: the memory layer starts from the base's smear
+    shares and, with nothing in memory, computes what the base computed; other shares refused."""
+    from fot_edu.training.checkpoint import save_checkpoint
+    from fot_edu.config import DataConfig
+    from fot_edu.training.longllama import continuation_weights
+    base = TrainConfig(model=ModelConfig(d_model=32, n_heads=4, d_ff=64, n_layers=3, memory_layers=(),
+                                         memory_position="rope", smear_keys=(1,)),
+                       data=DataConfig(task="books", window=32), mode="plain", batch_size=4)
+    torch.manual_seed(0)
+    base_model = FoTModel(base.model).eval()
+    base_model.blocks[1].attn.smear_logit.data.normal_(0, 2)
+    save_checkpoint(tmp_path / "base.pt", base_model, base)
+    cfg = base.replace(model__memory_layers=(1,), mode="crossbatch", base=str(tmp_path / "base.pt"))
+    model = FoTModel(cfg.model).eval()
+    model.load_state_dict(continuation_weights(cfg))
+    tokens = torch.randint(0, 256, (2, 32))
+    assert_close(model(tokens).logits, base_model(tokens).logits, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"smear_keys=\(1,\) there, \(\) here"):
+        continuation_weights(cfg.replace(model__smear_keys=()))
