@@ -20,7 +20,8 @@ import sys
 
 from fot_edu.evaluation.records import RECORDS_DIR, Recording, write_record
 from fot_edu.runtime import default_device
-from fot_edu.teaching.race import RaceConfig, race, race_table
+from fot_edu.teaching.race import RaceConfig, race
+from fot_edu.teaching.race_board import race_table
 
 
 def main(argv=None) -> int:

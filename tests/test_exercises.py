@@ -10,7 +10,8 @@ from fot_edu.attention import memory_attention as library_memory_attention
 from fot_edu.crossbatch import neighbour_rows
 from fot_edu.memory import fifo_slots as library_fifo_slots
 from fot_edu.teaching import exercises as ex
-from fot_edu.teaching.assignments import NOT_IMPLEMENTED, strip_solutions
+from fot_edu.teaching.assignments import NOT_IMPLEMENTED
+from fot_edu.teaching.handouts import strip_solutions
 
 FIVE = ["memory_attention", "knn_search", "crossbatch_rows", "distraction_ratio", "fifo_slots"]
 # the generic checks below run on every exercise (ex.names()); the wrong versions and library

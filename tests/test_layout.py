@@ -16,7 +16,7 @@ LEVELS = [
     {"teaching"},
     {"cli", "__main__"},
 ]
-MAX_LINES = 350  # the aim is about 300; a file past this is doing more than one job
+MAX_LINES = 305  # about 300: a file past this is doing more than one job
 SIDE_BY_SIDE = {("training", "evaluation"), ("evaluation", "training")}
 
 

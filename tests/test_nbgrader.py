@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from fot_edu.teaching import exercises as ex
-from fot_edu.teaching.assignments import (POINTS, exercise_cells, mark_for_nbgrader,
-                                          strip_notebook)
+from fot_edu.teaching.handouts import (POINTS, exercise_cells, mark_for_nbgrader,
+                                       strip_notebook)
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

@@ -58,7 +58,7 @@ def test_student_versions_run_and_say_not_implemented(tmp_path):
     nbclient = pytest.importorskip("nbclient")
     import nbformat
 
-    from fot_edu.teaching.assignments import strip_solutions
+    from fot_edu.teaching.handouts import strip_solutions
 
     for path in strip_solutions(Path(NOTEBOOKS[0]).parent, tmp_path):
         if path.stem[:2] not in LESSON_PREFIXES:

@@ -9,9 +9,8 @@ import torch
 from fot_edu.cli.parser import main
 from fot_edu.evaluation.stats import wilson
 from fot_edu.model import FoTModel
-from fot_edu.teaching import widgets
-from fot_edu.teaching.race import (RUNS, RaceConfig, end_summary, race, start_model, start_runs,
-                                   start_summary, starting_point)
+from fot_edu.teaching.race import RUNS, RaceConfig, race, start_model, start_runs, starting_point
+from fot_edu.teaching.race_board import end_summary, race_board, start_summary
 from fot_edu.training.checkpoint import load_checkpoint
 
 
@@ -139,7 +138,7 @@ def test_race_command_ends_with_one_json_line(capsys):
 
 
 def test_race_board_shows_the_start_at_step_0_and_the_final_figure():
-    board, h = widgets.race_board(RaceConfig.smoke())
+    board, h = race_board(RaceConfig.smoke())
     assert "untrained" in h["status"].value
     result = h["run"]()
     assert h["result"] == [result]

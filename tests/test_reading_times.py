@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fot_edu.teaching.assignments import exercise_cells
+from fot_edu.teaching.handouts import exercise_cells
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

@@ -20,8 +20,9 @@ from fot_edu.evaluation.passkey import passkey_accuracy
 from fot_edu.evaluation.perplexity import perplexity_vs_memory, perplexity_with_distractors
 from fot_edu.runtime import default_device, fast_mode
 from fot_edu.teaching import exercises
-from fot_edu.teaching.assignments import strip_solutions
-from fot_edu.teaching.race import RaceConfig, race, race_table, start_summary
+from fot_edu.teaching.handouts import strip_solutions
+from fot_edu.teaching.race import RaceConfig, race
+from fot_edu.teaching.race_board import race_table, start_summary
 from fot_edu.teaching.report import tour, write_report
 from fot_edu.training.checkpoint import load_model
 from fot_edu.training.distributed import torchrun_process

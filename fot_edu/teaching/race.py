@@ -25,16 +25,12 @@ training wears an existing separation down, not whether FoT creates one.
 
 **Side by side.** On a CPU the runs train at once in two processes, one torch thread each
 (``RaceConfig.parallel``), else they alternate a step each; the events reach ``callback`` in the
-calling process. ``python -m fot_edu race`` runs it in a terminal, ``widgets.race_board`` in a notebook.
+calling process. ``python -m fot_edu race`` runs it in a terminal, ``race_board.race_board`` in a notebook.
 """
 from __future__ import annotations
 
-import io
-import multiprocessing
 import platform
-import queue as queues
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -46,6 +42,7 @@ from fot_edu.evaluation.probes import entry_key_cosine, memory_snapshot
 from fot_edu.evaluation.stats import wilson
 from fot_edu.model import FoTModel
 from fot_edu.runtime import default_device, fast_mode, one_thread
+from fot_edu.teaching.side_by_side import from_bytes, side_by_side, to_bytes
 from fot_edu.training.checkpoint import load_checkpoint, load_state_into
 from fot_edu.training.objective import with_task_vocab
 from fot_edu.training.presets import preset
@@ -188,11 +185,6 @@ def measure(model, cfg: TrainConfig, race: RaceConfig, device="cpu") -> dict:
             "n_tokens": race.final_docs * data.entries_per_window * data.value_len}
 
 
-def _weights_bytes(state: dict) -> bytes:
-    torch.save({k: v.detach().cpu() for k, v in state.items()}, buffer := io.BytesIO())
-    return buffer.getvalue()
-
-
 def _one_run(run: str, cfg: RaceConfig, weights: dict, base_cfg: TrainConfig, device) -> Iterator:
     """One run's events: ``step`` every step, ``live`` every ``eval_every``, ``trained``, ``final``."""
     trainer = Trainer(cfg.train_config(base_cfg, run), device=device, init_state=weights)
@@ -206,47 +198,12 @@ def _one_run(run: str, cfg: RaceConfig, weights: dict, base_cfg: TrainConfig, de
     yield "trained", {"run": run}
     model = trainer.result().model.eval()
     yield "final", {"run": run, "measure": measure(model, trainer.cfg, cfg, device),
-                    "weights": _weights_bytes(model.state_dict())}
+                    "weights": to_bytes(model.state_dict())}
 
 
-def _worker(run, cfg, weights_blob, base_cfg, threads, events) -> None:
-    """A run in its own process (spawned): its events go to the parent through ``events``."""
-    torch.set_num_threads(threads)
-    try:
-        weights = torch.load(io.BytesIO(weights_blob), weights_only=True)
-        for event in _one_run(run, cfg, weights, base_cfg, torch.device("cpu")):
-            events.put(event)
-    except BaseException:
-        events.put(("error", {"run": run, "traceback": traceback.format_exc()}))
-
-
-def _side_by_side(cfg, weights, base_cfg, threads) -> Iterator:
-    """Both runs' events from two processes, as they come."""
-    context = multiprocessing.get_context("spawn")  # fork is unsafe once torch has run threads
-    events = context.Queue()
-    workers = [context.Process(target=_worker, daemon=True, args=(
-        run, cfg, _weights_bytes(weights), base_cfg, threads, events)) for run in RUNS]
-    for worker in workers:
-        worker.start()
-    try:
-        yield "started", {}
-        finals = 0
-        while finals < len(RUNS):
-            try:
-                event, data = events.get(timeout=2)
-            except queues.Empty:
-                dead = [w.exitcode for w in workers if w.exitcode not in (None, 0)]
-                if dead:
-                    raise RuntimeError(f"a race process died (exit code {dead[0]})") from None
-                continue
-            if event == "error":
-                raise RuntimeError(f"the {data['run']} run failed:\n{data['traceback']}")
-            finals += event == "final"
-            yield event, data
-    finally:
-        for worker in workers:
-            worker.join(timeout=5)
-            worker.terminate()  # only one still running: the parent gave up on it
+def _one_process(run, cfg, weights_blob, base_cfg) -> Iterator:
+    """One run in its own process (``side_by_side``): the weights arrive as bytes."""
+    return _one_run(run, cfg, from_bytes(weights_blob), base_cfg, torch.device("cpu"))
 
 
 def _alternating(cfg, weights, base_cfg, device) -> Iterator:
@@ -275,8 +232,8 @@ def race(cfg: RaceConfig | None = None, *, device=None, threads: int | None = No
     with one_thread(device.type == "cpu" and (parallel or threads is None)):
         if not parallel and threads is not None:
             torch.set_num_threads(threads)
-        events = (_side_by_side(cfg, weights, base_cfg, threads or 1) if parallel
-                  else _alternating(cfg, weights, base_cfg, device))
+        events = (side_by_side(_one_process, RUNS, (cfg, to_bytes(weights), base_cfg), threads or 1)
+                  if parallel else _alternating(cfg, weights, base_cfg, device))
         next(events)  # the runs start; the starting point is measured meanwhile
         model = _model(base_cfg, weights, device)
         start = measure(model, base_cfg, cfg, device)
@@ -298,7 +255,7 @@ def race(cfg: RaceConfig | None = None, *, device=None, threads: int | None = No
                 notify("evaluating", {})
             elif event == "final":
                 final[run] = data["measure"]
-                weights = torch.load(io.BytesIO(data["weights"]), weights_only=True)
+                weights = from_bytes(data["weights"])
                 models[run] = _model(base_cfg, weights, device), cfg.train_config(base_cfg, run)
     result = RaceResult(seconds=time.perf_counter() - t0, device=device_name(device, threads or 1),
                         config=cfg, start=start, history=history, live=live, final=final,
@@ -311,40 +268,3 @@ def _model(base_cfg: TrainConfig, weights: dict, device) -> FoTModel:
     model = FoTModel(base_cfg.model)
     load_state_into(model, weights)
     return model.to(device).eval()
-
-
-def race_table(result: RaceResult) -> str:
-    """The starting point and the final comparison as a terminal table."""
-    ns, rows = result.config.final_distractors, {"start": result.start, **result.final}
-    lines = [f"{'':>5}  " + "  ".join(f"{f'acc N={n}':>9}" for n in ns)
-             + "  r_8 at answers [95% interval]  entry-key cosine per head"]
-    lines += [f"{name:>5}  " + "  ".join(f"{m['accuracy'][n]:>9.3f}" for n in ns)
-              + f"  {m['r_8']:.3f} [{m['r_8_ci95'][0]:.3f}, {m['r_8_ci95'][1]:.3f}]        "
-              + " ".join(f"{c:.2f}" for c in m["key_cosine"]) for name, m in rows.items()]
-    return "\n".join(lines + [
-        f"({result.start['n_tokens']} value tokens per N, r_8 over {result.start['r_8_pairs']} "
-        f"held-out pairs; both runs trained {result.config.steps} steps from "
-        f"{result.config.start_name()}; {result.seconds:.0f} s on {result.device})"])
-
-
-def _cosine(m: dict) -> float:  # the mean over heads
-    return sum(m["key_cosine"]) / len(m["key_cosine"])
-
-
-def start_summary(start: dict, distractors: int = 15) -> str:
-    """The starting point in one line: accuracy with 0 and ``distractors`` documents, r_8, cosine."""
-    acc = start["accuracy"]
-    most = max(n for n in acc if n <= distractors)
-    return (f"starting point: accuracy {acc[0]:.0%} with its own document alone, {acc[most]:.0%} with "
-            f"{most} distractors; r_8 {start['r_8']:.2f}; entry-key cosine {_cosine(start):.2f}")
-
-
-def end_summary(result: RaceResult) -> str:
-    """The outcome in one line: accuracy with distractors, r_8 and entry-key cosine, start -> end."""
-    acc, most = result.accuracy, max(n for n in result.config.final_distractors
-                                      if n <= result.config.live_distractors)
-    start, fot, d1 = result.start, result.final["FoT"], result.final["d=1"]
-    return (f"with {most} distractors: d = 1 answers {acc['d=1'][most]:.0%}, FoT {acc['FoT'][most]:.0%}"
-            f" (start {start['accuracy'][most]:.0%}); r_8: d = 1 {d1['r_8']:.2f}, FoT {fot['r_8']:.2f}"
-            f"; entry-key cosine {_cosine(start):.2f} at the start, then d = 1 {_cosine(d1):.2f}, "
-            f"FoT {_cosine(fot):.2f}")

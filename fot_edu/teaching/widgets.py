@@ -12,7 +12,6 @@ function                    shows
 ==========================  ===============================================================
 :func:`distraction_dial`    memory attention on own document vs each distractor, N slider
 :func:`key_space_explorer`  PCA of memory keys + query-key cosines, own vs distractors
-:func:`race_board`          the live race of ``d = 1`` against FoT, with a start button
 :func:`classroom_dashboard` all of it for one lecture: model, d, N, layer, head, query
 ==========================  ===============================================================
 
@@ -27,9 +26,7 @@ import plotly.graph_objects as go
 
 from fot_edu.evaluation.distraction import distraction_curve
 from fot_edu.evaluation.probes import SHOWN_TOP_K, attention_mass, memory_snapshot
-from fot_edu.runtime import fast_mode
 from fot_edu.teaching import figures
-from fot_edu.teaching.race import RaceConfig, RaceResult, end_summary, race, start_summary
 
 
 def _replace_traces(fig: go.FigureWidget, traces: list) -> None:
@@ -252,88 +249,3 @@ def classroom_dashboard(models: dict, *, k: int = SHOWN_TOP_K, seed: int = 0, ma
                      figs["table"]])
     return widget, {"model": model_dd, "d": d_slider, "distractors": slider, "layer": layer,
                     "head": head, "query": query, **figs}
-
-
-def race_board(cfg: RaceConfig | None = None, *, device=None, threads: int | None = None,
-               redraw_every: int = 10):
-    """The live race (``fot_edu.teaching.race``) as a widget: a start button, a status line with the
-    starting point and the time left, the two runs' loss curves and their accuracy with distractors
-    as they train (step 0: the starting point, measured), and at the end the accuracy against N
-    with intervals, the starting point's beside the runs', and the entry-key cosines before and after.
-
-    Handles: ``start`` (Button), ``status`` (HTML), ``loss``, ``live``, ``final`` (FigureWidgets),
-    ``run`` (a function that runs the race in the calling cell and returns the
-    :class:`~fot_edu.teaching.race.RaceResult`; the button calls it too) and ``result`` (a one-item list
-    that holds the last result).
-    """
-    cfg = cfg or (RaceConfig.smoke() if fast_mode() else RaceConfig())
-    loss_fig, live_fig = (go.FigureWidget(f) for f in figures.race_figures(cfg.steps, cfg.fot_d,
-                                                                        cfg.live_distractors))
-    schedule = " -> ".join(str(d) for _, d in cfg.fot_schedule)
-    loss_fig.layout.annotations[0].text = f"step 0: both from one model; FoT's d: {schedule}"
-    final = go.FigureWidget(layout=dict(title="After the race: accuracy against distractors "
-                                              "(press start)", height=420))
-    start = W.Button(description="Start the race", button_style="success", icon="play",
-                     layout=W.Layout(width="220px", height="48px"))
-    big = "<span style='font-size:18px'>{}</span>".format
-    status = W.HTML(big(f"Two copies of {cfg.start_name()} will train {cfg.steps} steps each: "
-                        f"d = 1 and FoT (d = {schedule})."))
-    index = {run: i for i, run in enumerate(("d=1", "FoT"))}
-    points: dict = {run: ([], []) for run in index}
-    result: list = []
-    said: list = [""]  # the starting point, once measured
-
-    def show(event, data):
-        if event == "start":
-            said[0] = start_summary(data, cfg.live_distractors)
-            for trace in live_fig.data:
-                trace.x, trace.y = [0], [data["live"]]
-            status.value = big(f"{said[0]}; training...")
-        elif event == "step":
-            xs, ys = points[data["run"]]
-            xs.append(data["step"])
-            ys.append(data["loss"])
-            if data["run"] == "FoT" and (data["step"] % redraw_every == 0 or data["step"] + 1 == cfg.steps):
-                with loss_fig.batch_update():
-                    for run, (x, y) in points.items():
-                        loss_fig.data[index[run]].x, loss_fig.data[index[run]].y = list(x), list(y)
-                status.value = big(f"{said[0]}<br>step {data['step'] + 1} of {cfg.steps} &middot; "
-                                   f"{data['seconds']:.0f} s so far &middot; about {data['eta']:.0f} s "
-                                   "of training left")
-        elif event == "live":
-            trace = live_fig.data[index[data["run"]]]
-            trace.x, trace.y = list(trace.x) + [data["step"]], list(trace.y) + [data["accuracy"]]
-        elif event == "evaluating":
-            status.value = big("training done: both runs now answer with "
-                               f"{', '.join(map(str, cfg.final_distractors))} distractor documents in memory...")
-
-    def run() -> RaceResult:
-        start.disabled = True
-        for fig in (loss_fig, live_fig):
-            for trace in fig.data:
-                trace.x, trace.y = [], []
-        for xs, ys in points.values():
-            xs.clear(), ys.clear()
-        try:
-            res = race(cfg, device=device, threads=threads, callback=show)
-        finally:
-            start.disabled = False
-        out = res.to_json()
-        shown = {"start": out["start"], **out["models"]}
-        fresh = figures.race_result_figure(
-            {name: {int(n): a for n, a in m["accuracy"].items()} for name, m in shown.items()},
-            {name: {int(n): ci for n, ci in m["ci95"]["accuracy"].items()} for name, m in shown.items()},
-            {name: m["r_8"] for name, m in shown.items()}, out["start"]["n"]["accuracy"])
-        with final.batch_update():
-            final.data = []
-            final.add_traces(list(fresh.data))
-            final.layout = fresh.layout
-        status.value = big(f"done in {res.seconds:.0f} s on {res.device}<br>{end_summary(res)}")
-        result[:] = [res]
-        return res
-
-    start.on_click(lambda _: run())
-    wrap = W.Layout(flex_flow="row wrap")
-    widget = W.VBox([W.HBox([start, status]), W.HBox([loss_fig, live_fig], layout=wrap), final])
-    return widget, {"start": start, "status": status, "loss": loss_fig, "live": live_fig,
-                    "final": final, "run": run, "result": result}

@@ -27,6 +27,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from pages import open_page
 
 REPO = Path(__file__).resolve().parents[2]
 # flags that work on the project's machines (no sandbox as root, no GPU, nothing fetched)
@@ -149,18 +150,8 @@ def shots(request, tmp_path_factory) -> Path:
 def page(browser, lab, shots, request):
     """A fresh page; if the test fails, ``pytest_runtest_makereport`` saves a screenshot of it in
     ``shots`` before this fixture closes it."""
-    context = browser.new_context(viewport={"width": 1500, "height": 2200})
-    # nothing but the loopback server: a request elsewhere would be a bug (or a CDN in a notebook)
-    context.route("**/*", lambda route: route.continue_()
-                  if route.request.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:"))
-                  else route.abort())
-    pg = context.new_page()
-    logs: list[str] = []
-    pg.on("console", lambda m: logs.append(f"console.{m.type}: {m.text}"))
-    pg.on("pageerror", lambda e: logs.append(f"pageerror: {e}"))
-    request.node.browser_logs = logs
+    context, pg = open_page(browser, request, (1500, 2200))
     request.node.lab_log = lab["log"]
-    request.node.browser_page = pg
     yield pg
     context.close()
     _shut_down_kernels(lab)

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pages import open_page
 from servers import free_port, stop, terminal_signals
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -109,22 +110,7 @@ def app_page(browser, shots, request):
     """A page that may reach loopback only; ``page.outside`` lists what it tried to fetch elsewhere."""
     # tall enough for the whole app: a screenshot of an element taller than the window resizes the
     # window, and plotly redraws its figures (the table over several frames) while it is taken
-    context = browser.new_context(viewport={"width": 1600, "height": 2400})
-    outside: list[str] = []
-
-    def route(r):
-        if r.request.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")):
-            return r.continue_()
-        outside.append(r.request.url)
-        return r.abort()
-
-    context.route("**/*", route)
-    pg = context.new_page()
-    logs: list[str] = []
-    pg.on("console", lambda m: logs.append(f"console.{m.type}: {m.text}"))
-    pg.on("pageerror", lambda e: logs.append(f"pageerror: {e}"))
-    request.node.browser_logs, request.node.browser_page = logs, pg
-    pg.outside = outside
+    context, pg = open_page(browser, request, (1600, 2400))
     yield pg
     context.close()
 

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pages import open_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -81,24 +82,9 @@ def test_book_has_every_page_and_loads_nothing_from_outside(book):
 @pytest.fixture
 def reader(browser, shots, request):
     """A page that may load ``file:``/``data:``/``blob:`` only; ``reader.outside`` lists the rest."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1600})
-    outside: list[str] = []
-
-    def route(r):
-        if r.request.url.startswith(LOCAL_SCHEMES):
-            return r.continue_()
-        outside.append(r.request.url)
-        return r.abort()
-
-    context.route("**/*", route)
-    pg = context.new_page()
-    requests: list[str] = []
-    pg.on("request", lambda r: requests.append(r.url))
-    logs: list[str] = []
-    pg.on("console", lambda m: logs.append(f"console.{m.type}: {m.text}"))
-    pg.on("pageerror", lambda e: logs.append(f"pageerror: {e}"))
-    request.node.browser_logs, request.node.browser_page = logs, pg
-    pg.outside, pg.requests, pg.errors = outside, requests, logs
+    context, pg = open_page(browser, request, (1400, 1600), LOCAL_SCHEMES)
+    pg.requests = []
+    pg.on("request", lambda r: pg.requests.append(r.url))
     yield pg
     context.close()
 

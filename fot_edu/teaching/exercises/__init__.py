@@ -19,7 +19,7 @@ mistakes in words: it also computes the known-wrong variants (a separate softmax
 missing causal mask, top-k of the smallest scores, no wrap-around, ...) and says which one your
 output matches. ``assert_correct`` is the notebooks' graded test cell (nbgrader): it fails with
 the message ``check`` prints. ``names()`` lists the exercises, each set in one notebook;
-``fot_edu.teaching.assignments.strip_solutions`` turns notebooks with ``### BEGIN SOLUTION``
+``fot_edu.teaching.handouts.strip_solutions`` turns notebooks with ``### BEGIN SOLUTION``
 blocks into the student versions.
 
 The exercises live in four modules, one per group of notebooks: ``attention`` (what a memory
