@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fot_edu.evaluation.copying import copy_gap, induction_scores, with_repeats
+from fot_edu.data.repeats import with_repeats
+from fot_edu.evaluation.copying import copy_gap, induction_scores
 from fot_edu.evaluation.passkey import passkey_accuracy
 from fot_edu.evaluation.records import RECORDS_DIR, Recording, write_record
 from fot_edu.training.checkpoint import save_checkpoint

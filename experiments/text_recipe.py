@@ -11,7 +11,7 @@ layers (RoPE kept, ``fot_edu.training.longllama``) and two continuations train f
 steps, with ``text-d1``'s and ``text-fot``'s settings (lr 1e-3, 20 warm-up steps; FoT: d = 1,
 then 4 from a quarter of the steps, 8 from half). ``--data``: what the continuations read:
 ``plain`` book pairs; ``strings`` (half the rows carry a string written twice inside a window,
-``fot_edu.evaluation.copying.with_repeats``); ``cross`` (half the rows carry a string in ``C_prev`` that
+``fot_edu.data.repeats.with_repeats``); ``cross`` (half the rows carry a string in ``C_prev`` that
 recurs in ``C_curr``: only reading the previous window predicts it).
 
 Measured, per model: the copy gap (random and text spans), induction scores per layer and head;
@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from fot_edu.evaluation import TOP_K
-from fot_edu.evaluation.copying import copy_gap, induction_scores, with_repeats
+from fot_edu.data.repeats import with_repeats
+from fot_edu.evaluation.copying import copy_gap, induction_scores
 from fot_edu.evaluation.distraction import distraction_summary
 from fot_edu.evaluation.passkey import passkey_accuracy
 from fot_edu.evaluation.perplexity import perplexity_vs_memory, perplexity_with_distractors

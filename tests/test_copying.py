@@ -7,8 +7,8 @@ import torch
 
 from fot_edu.config import ModelConfig
 from fot_edu.data.batches import Batch, training_batch
-from fot_edu.evaluation.copying import (PRINTABLE, _attention_weights, copy_gap,
-                                        induction_pattern_score, induction_scores, with_repeats)
+from fot_edu.data.repeats import PRINTABLE, with_repeats
+from fot_edu.evaluation.copying import _attention_weights, copy_gap, induction_pattern_score, induction_scores
 from fot_edu.model import FoTModel
 from fot_edu.training.objective import with_task_vocab
 from fot_edu.training.presets import preset

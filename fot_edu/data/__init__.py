@@ -5,5 +5,6 @@
   built, reproducibly), ``summary`` (what ``python -m fot_edu data show`` prints).
 * ``batches``: windows, crossbatch batches and streams of documents for every task.
 * ``dictionary`` (dictionary lookup, §5.2) and ``passkey`` (passkey prompts, Fig. 1, and the
-  retrieval curriculum): the tasks that need a memory.
+  retrieval curriculum): the tasks that need a memory; ``repeats`` (strings written twice: data
+  that rewards copying).
 """
