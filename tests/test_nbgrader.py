@@ -1,7 +1,10 @@
 """nbgrader itself on the course: the exercise cells carry nbgrader's metadata, generate_assignment
 makes the student version (the same code cells as ``python -m fot_edu exercises strip``), and
 autograde gives the reference solutions full marks and takes exactly one exercise's points from a
-submission holding one of that exercise's named wrong versions (``Exercise.mistakes``).
+submission holding one of that exercise's named wrong versions (``Exercise.mistakes``): every
+exercise of the course is graded wrong once, in a submission whose other exercises are right. A
+test cell is ``ex.<name>.assert_correct(<name>)``, so what it does with each of the other named
+wrong versions is checked without nbgrader, version by version (the last test of this file).
 
 The course is built in a temporary folder: one assignment holding every notebook with exercises,
 run by nbgrader's command line with ``FOT_EDU_FAST=1`` in the environment its kernels inherit.
@@ -23,8 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 GRADED = [p for p in NOTEBOOKS if exercise_cells(json.loads(p.read_text(encoding="utf-8")))]
 ASSIGNMENT = "fot_edu"
-# the wrong-version runs autograde these (the fast ones; the reference run covers every notebook)
-WRONG_IN = ["01_memory_attention", "02_knn_lookup"]
 
 
 def _book(path: Path) -> dict:
@@ -105,16 +106,23 @@ def _answered(release: dict, source: dict) -> dict:
     return book
 
 
-def _wrong(exercise) -> tuple[int, str]:
-    """A named wrong version of ``exercise`` (its first mistake that is a function of the
-    arguments alone), and the message the checker gives it."""
-    for number, (message, variant) in enumerate(exercise.mistakes):
-        if variant.__name__ == "_gated_mix":  # fitted to the student's output: no function
-            continue
-        ok, verdict = exercise.verdict(exercise.wrong_version(number))
-        assert not ok and f"Likely mistake: {message}" in verdict
-        return number, message
-    raise AssertionError(f"{exercise.name} has no wrong version")
+def _functions(exercise) -> list[int]:
+    """The numbers of ``exercise``'s named mistakes that are functions of the arguments alone
+    (``_gated_mix`` is fitted to the student's own output: it has no function)."""
+    return [number for number, (_, variant) in enumerate(exercise.mistakes)
+            if variant.__name__ != "_gated_mix"]
+
+
+def _wrong(exercise, which: int = 0) -> tuple[int, str]:
+    """The ``which``-th named wrong version of ``exercise`` that is a function (cycling through
+    them), and the message the checker gives it."""
+    numbers = _functions(exercise)
+    assert numbers, f"{exercise.name} has no wrong version"
+    number = numbers[which % len(numbers)]
+    message = exercise.mistakes[number][0]
+    ok, verdict = exercise.verdict(exercise.wrong_version(number))
+    assert not ok and f"Likely mistake: {message}" in verdict
+    return number, message
 
 
 @pytest.fixture(scope="module")
@@ -142,21 +150,11 @@ def test_generate_assignment_writes_what_strip_writes(course):
 
 
 @pytest.mark.slow
-def test_autograde_gives_full_marks_to_the_reference_and_takes_one_exercises_points(course):
+def test_autograde_gives_the_reference_full_marks_and_takes_each_exercises_points_once(course):
     release = {p.stem: _book(course / "release" / ASSIGNMENT / p.name) for p in GRADED}
     source = {p.stem: _book(p) for p in GRADED}
     right = {stem: _answered(release[stem], source[stem]) for stem in release}
     _submit(course, "reference", right)
-
-    wrong, expected = {}, {}
-    for stem in WRONG_IN:
-        book = json.loads(json.dumps(right[stem]))
-        name, answer, _ = exercise_cells(book)[-1]          # the notebook's last exercise
-        number, message = _wrong(getattr(ex, name))
-        book["cells"][answer]["source"] = (f"# a named mistake: {message}\n"
-                                           f"{name} = ex.{name}.wrong_version({number})\n")
-        wrong[stem], expected[stem] = book, (name, message)
-    _submit(course, "wrong", wrong)
 
     _nbgrader(course, "autograde", ASSIGNMENT, "--student", "reference", "--force")
     scores = _scores(course, "reference")
@@ -164,16 +162,35 @@ def test_autograde_gives_full_marks_to_the_reference_and_takes_one_exercises_poi
         names = [name for name, _, _ in exercise_cells(source[path.stem])]
         assert scores[path.stem] == {f"test_{n}": POINTS for n in names}, path.stem
 
-    _nbgrader(course, "autograde", ASSIGNMENT, "--student", "wrong", "--force")
-    scores = _scores(course, "wrong")
-    for stem, (name, message) in expected.items():
-        names = [n for n, _, _ in exercise_cells(source[stem])]
-        assert scores[stem] == {f"test_{n}": 0 if n == name else POINTS for n in names}, stem
-        graded = _book(course / "autograded" / "wrong" / ASSIGNMENT / f"{stem}.ipynb")
-        errors = [o for c in graded["cells"] for o in c.get("outputs", [])
-                  if o["output_type"] == "error"]
-        assert len(errors) == 1 and errors[0]["ename"] == "AssertionError", stem
-        assert f"Likely mistake: {message}" in errors[0]["evalue"], errors[0]["evalue"]
+    # student k: in every notebook with a k-th exercise, that exercise holds a named wrong version
+    # (a different one for each k) and the notebook's other exercises are right; so every exercise
+    # of the course is graded wrong once, beside right answers
+    rounds, graded_wrong = max(len(exercise_cells(book)) for book in source.values()), set()
+    for k in range(rounds):
+        student, wrong, expected = f"wrong{k}", {}, {}
+        for stem in source:
+            cells = exercise_cells(right[stem])
+            if k >= len(cells):
+                continue
+            book = json.loads(json.dumps(right[stem]))
+            name, answer, _ = cells[k]
+            number, message = _wrong(getattr(ex, name), k)
+            book["cells"][answer]["source"] = (f"# a named mistake: {message}\n"
+                                               f"{name} = ex.{name}.wrong_version({number})\n")
+            wrong[stem], expected[stem] = book, (name, message)
+            graded_wrong.add(name)
+        _submit(course, student, wrong)
+        _nbgrader(course, "autograde", ASSIGNMENT, "--student", student, "--force")
+        scores = _scores(course, student)
+        for stem, (name, message) in expected.items():
+            names = [n for n, _, _ in exercise_cells(source[stem])]
+            assert scores[stem] == {f"test_{n}": 0 if n == name else POINTS for n in names}, stem
+            graded = _book(course / "autograded" / student / ASSIGNMENT / f"{stem}.ipynb")
+            errors = [o for c in graded["cells"] for o in c.get("outputs", [])
+                      if o["output_type"] == "error"]
+            assert len(errors) == 1 and errors[0]["ename"] == "AssertionError", stem
+            assert f"Likely mistake: {message}" in errors[0]["evalue"], errors[0]["evalue"]
+    assert graded_wrong == set(ex.names())
 
 
 # -- the graded form of a check -------------------------------------------------------------------
@@ -207,3 +224,15 @@ def test_the_printed_solution_passes_where_the_student_pastes_it(path):
         exercise = getattr(ex, name)
         exec(exercise.solution_source, namespace)
         assert exercise.verdict(namespace[name])[0], (path.stem, name)
+
+
+@pytest.mark.parametrize("name,number", [(name, number) for name in ex.names()
+                                         for number in _functions(getattr(ex, name))])
+def test_every_named_wrong_version_fails_its_test_cell_naming_itself(name, number):
+    """What the autograder's test cell does with each named wrong version: it raises, and the
+    message names that mistake (so the student's feedback in the graded notebook does too)."""
+    exercise = getattr(ex, name)
+    message = exercise.mistakes[number][0]
+    with pytest.raises(AssertionError) as failure:
+        exercise.assert_correct(exercise.wrong_version(number))
+    assert f"Likely mistake: {message}" in str(failure.value)
