@@ -28,10 +28,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: the race's, 1)")
+    parser.add_argument("--steps", type=int, help="steps per run (default: the race's, 600); the record "
+                        "of another count is race-{device}-{steps}-steps.json")
     parser.add_argument("--no-record", action="store_true", help="print only, write no record")
     args = parser.parse_args(argv)
     device = default_device(args.device)
-    config = RaceConfig()
+    config = RaceConfig() if args.steps is None else RaceConfig(steps=args.steps)
     recording = Recording(seed=config.data_seed, device=device)
     result = race(config, device=device, threads=args.threads)
     out = result.to_json()
@@ -47,7 +49,8 @@ def main(argv=None) -> int:
     for name, ok in targets.items():
         print(f"  {'met ' if ok else 'MISS'}  {name}")
     if not args.no_record:
-        path = write_record(RECORDS_DIR / f"race-{device.type}.json", recording,
+        name = f"race-{device.type}" + ("" if args.steps is None else f"-{args.steps}-steps")
+        path = write_record(RECORDS_DIR / f"{name}.json", recording,
                             config=dataclasses.asdict(result.config), result=out, targets=targets,
                             r_8_ratio=round(fot["r_8"] / d1["r_8"], 4))
         print(f"record: {path}")

@@ -88,7 +88,8 @@ def test_smoke_race_measures_the_start_trains_both_runs_and_evaluates_them(smoke
     assert dictionary_accuracy(model, base_cfg, cfg.final_distractors, batch_size=cfg.final_docs,
                                batches=1)["accuracy"] == again
     out = result.to_json()
-    assert set(out) == {"seconds", "device", "start", "models"} and set(out["models"]) == set(RUNS)
+    assert set(out) == {"seconds", "device", "start", "models", "live"} and set(out["models"]) == set(RUNS)
+    assert out["live"] == {run: {str(k): round(v, 4) for k, v in result.live[run].items()} for run in RUNS}
     for model in (out["start"], *out["models"].values()):
         assert list(model["accuracy"]) == [str(n) for n in cfg.final_distractors]
         assert 0 < model["r_8"] <= 1 and model["n"]["accuracy"] == 40

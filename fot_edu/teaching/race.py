@@ -119,8 +119,8 @@ class RaceResult:
     r_8 = property(lambda self: {run: m["r_8"] for run, m in self.final.items()})
 
     def to_json(self) -> dict:
-        """``{"seconds", "device", "start": {...}, "models": {run: {...}}}``, each model and the
-        start as ``{"accuracy": {N: a}, "r_8", "key_cosine": [per head], "n", "ci95"}``: 95%
+        """``{"seconds", "device", "start": {...}, "models": {run: {...}}, "live": {run: {step:
+        accuracy}}}`` (the live curves, step 0 the start), each model and the start as ``{"accuracy": {N: a}, "r_8", "key_cosine": [per head], "n", "ci95"}``: 95%
         Wilson intervals of the accuracies over ``n`` value tokens, a bootstrap interval of r_8
         over ``n`` held-out pairs."""
         def entry(m):
@@ -130,7 +130,9 @@ class RaceResult:
                     "ci95": {"accuracy": {n: wilson(a, m["n_tokens"]) for n, a in acc.items()},
                              "r_8": m["r_8_ci95"]}}
         return {"seconds": round(self.seconds, 1), "device": self.device,
-                "start": entry(self.start), "models": {run: entry(self.final[run]) for run in RUNS}}
+                "start": entry(self.start), "models": {run: entry(self.final[run]) for run in RUNS},
+                "live": {run: {str(step): round(a, 4) for step, a in self.live[run].items()}
+                         for run in RUNS}}
 
 
 def device_name(device: torch.device, threads: int = 1) -> str:
