@@ -8,6 +8,13 @@ model memories that hold exactly those slots (:func:`fill_memories`; the first `
 slots give the memory for N distractors, without copying). With one memory layer, as every
 preset, a window's stored keys do not depend on the memory at all, so this is exactly what
 streaming the windows one after the other stores, at a fraction of the cost (tested).
+
+Smeared keys (``ModelConfig.smear_keys`` on a memory layer, ``fot_edu.smear``): a window read on
+its own mixes its first key with zeros. That is what crossbatch training stores (each ``C_prev``
+smeared from zeros), and what streaming stores for a document's first window; for a later window
+streaming mixes in the last key of the window before. The query read by :func:`read_memories`
+mixes its first key with zeros too, where training and streaming use the last key before it. So
+for a smeared memory layer one key per window can differ from streaming (none without smearing).
 """
 from __future__ import annotations
 
