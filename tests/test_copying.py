@@ -107,6 +107,8 @@ def test_the_probes_attention_weights_are_what_each_layer_attends_with(position)
     assert len(out["scores"]) == 3 and all(len(h) == 4 for h in out["scores"])
     assert all(0.0 <= v <= 1.0 for layer in out["scores"] for v in layer)
     assert out["scores"][out["best"][0]][out["best"][1]] == max(map(max, out["scores"]))
+    even = torch.tril(torch.ones(44, 44)) / torch.arange(1, 45)[:, None]  # causal, spread evenly
+    assert out["uniform"] == round(induction_pattern_score(even, 20, 4).item(), 4)
 
 
 def test_copy_gap_names_bad_arguments():

@@ -83,6 +83,17 @@ def test_loss_curve_has_a_numeric_step_axis_and_marks_the_d_switches():
     assert [a.text for a in fig.layout.annotations] == ["d = 4", "d = 8"]
 
 
+def test_induction_figure_has_one_heatmap_per_model_on_one_scale():
+    scores = {"a": {"scores": [[0.1, 0.2], [0.0, 0.9]], "uniform": 0.005},
+              "b": {"scores": [[0.3, 0.0], [0.0, 0.0]], "uniform": 0.005}}
+    fig = figures.induction_figure(scores)
+    assert [t.name for t in fig.data] == ["a", "b"]
+    assert all((t.zmin, t.zmax) == (0, 1) for t in fig.data)
+    assert fig.data[0].text[1][1] == "0.900" and list(fig.data[1].z[0]) == [0.3, 0.0]
+    assert [fig.layout.xaxis.title.text, fig.layout.xaxis2.title.text] == ["a", "b"]
+    assert "0.005" in fig.layout.title.text
+
+
 def test_key_space_marks_query_neighbours_and_true_key(snap):
     q = snap.answer_queries[0]
     fig = figures.key_space_figure(snap, head=0, query=q)

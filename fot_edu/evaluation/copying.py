@@ -119,7 +119,9 @@ def induction_scores(model: FoTModel, *, rows: int = 16, span: int = 100, gap: i
     bytes, ``gap`` random bytes, the same string again (:func:`induction_pattern_score`).
 
     Returns ``{"scores": [[layer 0's heads], [layer 1's heads], ...], "best": (layer, head),
-    "rows", "span", "gap"}``; scores are means over rows, read without memory.
+    "uniform", "rows", "span", "gap"}``; scores are means over rows, read without memory.
+    ``uniform`` is the score of a head that spreads its attention evenly over the causal past
+    (``1 / (t + 1)`` at query position ``t``): a head near it does not look for copies at all.
     """
     _check_span(span, gap, model.cfg.max_window)
     gen = torch.Generator().manual_seed(seed)
@@ -137,5 +139,7 @@ def induction_scores(model: FoTModel, *, rows: int = 16, span: int = 100, gap: i
     scores = torch.stack([induction_pattern_score(_attention_weights(block.attn, inputs[i]), span, gap)
                           .mean(0) for i, block in enumerate(model.blocks)]).cpu()  # (layers, h)
     best = divmod(int(scores.argmax()), scores.shape[1])
+    positions = torch.arange(span + gap, 2 * span + gap - 1, dtype=torch.float64)  # the queries
     return {"scores": [[round(v, 4) for v in layer] for layer in scores.tolist()], "best": list(best),
-            "rows": rows, "span": span, "gap": gap}
+            "uniform": round(float((1 / (positions + 1)).mean()), 4), "rows": rows, "span": span,
+            "gap": gap}

@@ -12,7 +12,8 @@ Every function returns a ``plotly`` figure (or its traces) built from the measur
 * :func:`attention_mass_figure` (mass per document), :func:`r_d_figure` (:math:`r_d` against
   ``d`` with the :math:`1/d` line), :func:`metric_vs_memory_figure` (accuracy, perplexity or
   passkey accuracy as memory grows), :func:`retrieval_table` (what a query found),
-  :func:`weights_figure` (one query's attention, local then memory), :func:`timing_figure`.
+  :func:`weights_figure` (one query's attention, local then memory), :func:`timing_figure`,
+  :func:`induction_figure` (where copying lives: induction score per layer and head).
 
 Interactive versions (sliders, dropdowns, live training curves) are in ``fot_edu.teaching.widgets``; the
 standalone HTML report in ``fot_edu.teaching.report``.
@@ -238,6 +239,29 @@ def timing_figure(results: dict, title: str, ytitle: str) -> go.Figure:
     """``{backend: {size: value}}`` against memory size (log x)."""
     fig = metric_vs_memory_figure(results, "", title=title, xlabel="memory size (keys per head)")
     return fig.update_layout(yaxis_title=ytitle, legend_title_text="search backend")
+
+
+def induction_figure(results: dict, title: str = "") -> go.Figure:
+    """``results`` ``{model: copying.induction_scores(...)}``: each model's induction score per
+    layer (rows) and head (columns) on one 0..1 scale, the values written in the cells."""
+    fig = go.Figure()
+    names = list(results)
+    for i, name in enumerate(names):
+        scores = results[name]["scores"]
+        fig.add_trace(go.Heatmap(z=scores, x=[f"head {h}" for h in range(len(scores[0]))],
+                                 y=[f"layer {layer}" for layer in range(len(scores))], zmin=0, zmax=1,
+                                 colorscale="Blues", text=[[f"{v:.3f}" for v in row] for row in scores],
+                                 texttemplate="%{text}", showscale=i == len(names) - 1,
+                                 xaxis=f"x{i + 1}", yaxis="y", name=name,
+                                 colorbar=dict(title="score")))
+    width = 1 / len(names)
+    layout = {f"xaxis{i + 1 if i else ''}": dict(domain=[i * width + 0.02, (i + 1) * width - 0.02],
+                                                  title=name)
+              for i, name in enumerate(names)}
+    uniform = next(iter(results.values()))["uniform"]
+    return fig.update_layout(**layout, yaxis=dict(autorange="reversed"), height=320,
+                             title=title or f"Induction score per layer and head (1: a perfect "
+                                            f"copier; {uniform:.3f}: attention spread evenly)")
 
 
 def loss_curve_figure(curves: dict, d_switches: dict | None = None, title: str = "") -> go.Figure:
