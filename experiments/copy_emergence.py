@@ -20,12 +20,13 @@ and on random strings every ``--every`` steps, then passkey at 1x without memory
 * ``curriculum``: copy first: ``synthetic`` for the first ``--synthetic-steps`` (800), then
   ``strings``, under one learning-rate schedule.
 
-``--smear-keys 2`` (or ``0,1,2,3``) smears the keys of those layers (``fot_edu.smear``); the
-default is none, the preset's architecture. Each probe also records the induction score of every
+``--smear-keys 2`` (or ``0,1,2,3``) smears the keys of those layers (``fot_edu.smear``);
+``--qk-conv 0,1,2,3`` convolves their queries and keys over the last 4 tokens (``fot_edu.qk_conv``);
+the default is neither, the preset's architecture. Each probe also records the induction score of every
 layer and head (``fot_edu.evaluation.copying.induction_scores``), which says *where* copying formed.
 ``--save PATH`` keeps the trained model as a checkpoint (a base for ``experiments/text_recipe.py``).
 
-Writes ``results/records/copy-emergence-<arm>[-smear<layers>]-<cpu|gpu>.json`` (``fot_edu.evaluation.records``); a run of other than 2000 steps adds its steps to the name.
+Writes ``results/records/copy-emergence-<arm>[-smear<layers>][-qkconv<layers>]-<cpu|gpu>.json`` (``fot_edu.evaluation.records``); a run of other than 2000 steps adds its steps to the name.
 """
 from __future__ import annotations
 
@@ -61,8 +62,8 @@ def layers(spec: str) -> tuple[int, ...]:
     try:
         return tuple(int(x) for x in spec.split(",") if x.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--smear-keys {spec!r} is not allowed: layer indices "
-                                         f"separated by commas, e.g. 2 or 0,1,2,3") from None
+        raise argparse.ArgumentTypeError(f"{spec!r} is not allowed: layer indices separated by "
+                                         f"commas, e.g. 2 or 0,1,2,3") from None
 
 
 def main(argv=None) -> int:
@@ -72,6 +73,8 @@ def main(argv=None) -> int:
     parser.add_argument("--every", type=int, default=200)
     parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--smear-keys", type=layers, default=(), help="layers with smeared keys")
+    parser.add_argument("--qk-conv", type=layers, default=(),
+                        help="layers with convolved queries and keys (fot_edu.qk_conv, width 4)")
     parser.add_argument("--synthetic-steps", type=int, default=800, help="curriculum: copy-first steps")
     parser.add_argument("--save", type=Path, help="write the trained model here (a checkpoint)")
     parser.add_argument("--out", type=Path)
@@ -79,7 +82,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     base = preset("text-vanilla")
     cfg = with_task_vocab(base.replace(steps=args.steps, eval_every=args.steps, checkpoint_every=args.steps,
-                                       model__smear_keys=args.smear_keys))
+                                       model__smear_keys=args.smear_keys, model__qk_conv=args.qk_conv))
     plain = default_batch_fn(cfg, "train")
     arm = ARMS[args.arm]
 
@@ -93,14 +96,15 @@ def main(argv=None) -> int:
     trainer = Trainer(cfg, device=args.device, batch_fn=batch_fn,
                       eval_batch_fn=default_batch_fn(cfg, "eval"))
     gpu = trainer.device.type == "cuda"
-    smear = ",".join(map(str, args.smear_keys))
+    smear, conv = (",".join(map(str, layers)) for layers in (args.smear_keys, args.qk_conv))
     recording = Recording(seed=cfg.seed, device=trainer.device, command=(
         f"python experiments/copy_emergence.py --arm {args.arm} --steps {args.steps} "
         f"--every {args.every}" + (" --device cuda" if gpu else "")
-        + (f" --smear-keys {smear}" if smear else "")
+        + (f" --smear-keys {smear}" if smear else "") + (f" --qk-conv {conv}" if conv else "")
         + (f" --synthetic-steps {args.synthetic_steps}" if args.arm == "curriculum" else "")))
     curve = [{"step": 0, **probe(trainer.model, cfg)}]
     name = (f"copy-emergence-{args.arm}" + (f"-smear{smear.replace(',', '')}" if smear else "")
+            + (f"-qkconv{conv.replace(',', '')}" if conv else "")
             + ("" if args.steps == 2000 else f"-{args.steps}"))
     out = args.out or RECORDS_DIR / f"{name}-{'gpu' if gpu else 'cpu'}.json"
 
@@ -108,8 +112,8 @@ def main(argv=None) -> int:
         """The record so far: written after every probe, so a run cut short keeps its curve
         (``"finished": false`` and no passkey until the last step)."""
         write_record(out, recording, arm={args.arm: arm},
-                     config="text-vanilla preset, from scratch, steps=%d, smear_keys=%s"
-                            % (args.steps, list(args.smear_keys)),
+                     config="text-vanilla preset, from scratch, steps=%d, smear_keys=%s, qk_conv=%s"
+                            % (args.steps, list(args.smear_keys), list(args.qk_conv)),
                      curve=curve, passkey_1x_no_memory=passkey, finished=passkey is not None)
 
     while not trainer.done:

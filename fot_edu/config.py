@@ -40,12 +40,17 @@ class ModelConfig:
     dropout: float = 0.0  # 0 keeps CPU runs bit-reproducible; tiny models do not need it
     smear_keys: tuple[int, ...] = ()  # layers whose keys mix in the previous token's key
     # (Olsson et al. 2022; fot_edu.smear): copying in one head. (): none, as FoT and LongLLaMA
+    qk_conv: tuple[int, ...] = ()  # ordinary layers whose queries and keys mix the last
+    # qk_conv_width tokens' (So et al. 2021; fot_edu.qk_conv). (): none, as FoT and LongLLaMA
+    qk_conv_width: int = 4
 
     def __post_init__(self) -> None:
         if isinstance(self.memory_layers, list):
             self.memory_layers = tuple(self.memory_layers)
         if isinstance(self.smear_keys, list):
             self.smear_keys = tuple(self.smear_keys)
+        if isinstance(self.qk_conv, list):
+            self.qk_conv = tuple(self.qk_conv)
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_window"):
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 1, name, value, "a positive integer")
@@ -68,6 +73,16 @@ class ModelConfig:
                and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < self.n_layers
                        for i in self.smear_keys), "smear_keys", self.smear_keys,
                f"a tuple of distinct layer indices in 0..{self.n_layers - 1} (n_layers={self.n_layers})")
+        _check(isinstance(self.qk_conv, tuple) and len(set(self.qk_conv)) == len(self.qk_conv)
+               and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < self.n_layers
+                       for i in self.qk_conv), "qk_conv", self.qk_conv,
+               f"a tuple of distinct layer indices in 0..{self.n_layers - 1} (n_layers={self.n_layers})")
+        _check(not set(self.qk_conv) & set(self.memory_layers), "qk_conv", self.qk_conv,
+               f"ordinary layers only, not the memory layers {self.memory_layers} (fot_edu.qk_conv)")
+        _check(not set(self.qk_conv) & set(self.smear_keys), "qk_conv", self.qk_conv,
+               f"layers without smeared keys (smear_keys={self.smear_keys}): one or the other")
+        _check(isinstance(self.qk_conv_width, int) and not isinstance(self.qk_conv_width, bool)
+               and self.qk_conv_width >= 2, "qk_conv_width", self.qk_conv_width, "an integer >= 2")
         _check(self.tau_init > 0, "tau_init", self.tau_init, "a positive number")
         _check(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "in [0, 1)")
 

@@ -18,7 +18,9 @@ embeddings (:class:`RotaryEmbedding`). The layers listed in ``ModelConfig.memory
   (:class:`Streaming`, inference).
 
 Layers named in ``ModelConfig.smear_keys`` mix each key with the previous token's key
-(``fot_edu.smear``, Olsson et al. 2022; not in FoT or LongLLaMA), so one head can copy.
+(``fot_edu.smear``, Olsson et al. 2022; not in FoT or LongLLaMA), so one head can copy; layers
+in ``ModelConfig.qk_conv`` convolve queries and keys over the last few tokens (``fot_edu.qk_conv``,
+So et al. 2021), so one head can match several bytes.
 
 A ``memory_kind="mt"`` model replaces eq. 1 by the Memorizing Transformer's gated pair of
 softmaxes (``fot_edu.attention.mt_attention``) and detaches its memory.
@@ -47,6 +49,7 @@ from fot_edu.attention import memory_attention, mt_attention
 from fot_edu.config import ModelConfig
 from fot_edu.crossbatch import crossbatch_memory
 from fot_edu.memory import KNNMemory
+from fot_edu.qk_conv import causal_conv, initial_weights
 from fot_edu.smear import smear_window
 
 
@@ -119,6 +122,9 @@ class Attention(nn.Module):
             self.rope = RotaryEmbedding(cfg.head_dim, cfg.max_window, cfg.rope_base)
         if index in cfg.smear_keys:  # a_h = 0: an even mix of k_j and k_(j-1) (fot_edu.smear)
             self.smear_logit = nn.Parameter(torch.zeros(cfg.n_heads))
+        if index in cfg.qk_conv:  # taps over the last W tokens, at init the plain q and smeared k
+            w_q, w_k = initial_weights(cfg.n_heads, cfg.head_dim, cfg.qk_conv_width)
+            self.conv_q, self.conv_k = nn.Parameter(w_q), nn.Parameter(w_k)
 
     def qkv(self, x, context: Crossbatch | Streaming | None = None):
         """``(q, k, v)``, each ``(b, h, n, dh)``, with ``k`` as memory stores it: a position-free
@@ -127,6 +133,8 @@ class Attention(nn.Module):
         that; a memory layer's first key with the window's predecessor (``fot_edu.smear``)."""
         q, k, v = rearrange(self.to_qkv(x), "b n (three h dh) -> three b h n dh", three=3,
                             h=self.cfg.n_heads)
+        if hasattr(self, "conv_q"):  # an ordinary layer: its window alone (fot_edu.qk_conv)
+            q, k = causal_conv(q, self.conv_q), causal_conv(k, self.conv_k)
         if hasattr(self, "smear_logit"):
             memory = context.memories.get(self.index) if isinstance(context, Streaming) else None
             k = smear_window(k, self.smear_logit, pairs=self.is_memory and isinstance(context, Crossbatch),

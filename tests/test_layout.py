@@ -8,7 +8,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fot_edu"
 # a module may import from its own level or the levels before it (docs/architecture.md, §1)
 LEVELS = [
     {"config", "runtime"},
-    {"attention", "memory", "faiss_search", "crossbatch", "smear"},
+    {"attention", "memory", "faiss_search", "crossbatch", "smear", "qk_conv"},
     {"layer", "model"},
     {"streaming"},
     {"data"},

@@ -1,10 +1,10 @@
 """The race as people watch it: a live widget with a start button, and the same outcome as text.
 
 :func:`race_board` (a notebook or the race app) runs ``fot_edu.teaching.race.race`` with a
-callback that draws both runs' loss and accuracy-with-distractors curves as they train, then the
-accuracy against N with intervals. :func:`race_table`, :func:`start_summary` and
-:func:`end_summary` say the same in a terminal (``python -m fot_edu race``) and in the board's
-status line.
+callback that draws both runs' loss and accuracy-with-distractors curves as they train
+(:func:`race_figures`), then the accuracy against N with intervals (:func:`race_result_figure`).
+:func:`race_table`, :func:`start_summary` and :func:`end_summary` say the same in a terminal
+(``python -m fot_edu race``) and in the board's status line.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from fot_edu.runtime import fast_mode
-from fot_edu.teaching import figures
+from fot_edu.teaching.figures import MODEL_COLORS
 from fot_edu.teaching.race import RUNS, RaceConfig, RaceResult, race
 
 __all__ = ["race_board", "race_table", "start_summary", "end_summary"]
@@ -31,7 +31,7 @@ def race_board(cfg: RaceConfig | None = None, *, device=None, threads: int | Non
     that holds the last result).
     """
     cfg = cfg or (RaceConfig.smoke() if fast_mode() else RaceConfig())
-    loss_fig, live_fig = (go.FigureWidget(f) for f in figures.race_figures(cfg.steps, cfg.fot_d,
+    loss_fig, live_fig = (go.FigureWidget(f) for f in race_figures(cfg.steps, cfg.fot_d,
                                                                         cfg.live_distractors))
     schedule = " -> ".join(str(d) for _, d in cfg.fot_schedule)
     loss_fig.layout.annotations[0].text = f"step 0: both from one model; FoT's d: {schedule}"
@@ -84,7 +84,7 @@ def race_board(cfg: RaceConfig | None = None, *, device=None, threads: int | Non
             start.disabled = False
         out = res.to_json()
         shown = {"start": out["start"], **out["models"]}
-        fresh = figures.race_result_figure(
+        fresh = race_result_figure(
             {name: {int(n): a for n, a in m["accuracy"].items()} for name, m in shown.items()},
             {name: {int(n): ci for n, ci in m["ci95"]["accuracy"].items()} for name, m in shown.items()},
             {name: m["r_8"] for name, m in shown.items()}, out["start"]["n"]["accuracy"])
@@ -138,3 +138,44 @@ def end_summary(result: RaceResult) -> str:
             f" (start {start['accuracy'][most]:.0%}); r_8: d = 1 {d1['r_8']:.2f}, FoT {fot['r_8']:.2f}"
             f"; entry-key cosine {_cosine(start):.2f} at the start, then d = 1 {_cosine(d1):.2f}, "
             f"FoT {_cosine(fot):.2f}")
+
+
+def race_figures(steps: int, fot_d: int, live_distractors: int) -> tuple[go.Figure, go.Figure]:
+    """Empty live figures of the race (``fot_edu.teaching.race``): training loss and accuracy with
+    ``live_distractors`` documents in memory, one line per run, filled in as it trains."""
+    runs = {"d=1": "d = 1 (own C_prev only)", "FoT": f"FoT (d = {fot_d}: {fot_d - 1} negatives)"}
+    loss = go.Figure([go.Scatter(x=[], y=[], mode="lines", name=label, line=dict(
+        color=MODEL_COLORS[run], width=3)) for run, label in runs.items()])
+    loss.add_vline(x=0, line_dash="dot", annotation_position="top right",
+                   annotation_text=f"step 0: both from one model; FoT reads d = {fot_d} contexts")
+    loss.update_layout(title="Training loss, live (value tokens of C_curr and C_prev)",
+                       xaxis_title="training step", xaxis_range=[0, steps],
+                       yaxis_title="LM loss (nats per target token)", legend_title_text="run",
+                       height=380, font=dict(size=15))
+    live = go.Figure([go.Scatter(x=[], y=[], mode="lines+markers", name=label, line=dict(
+        color=MODEL_COLORS[run], width=3), marker=dict(size=9)) for run, label in runs.items()])
+    live.update_layout(title=f"Accuracy with {live_distractors} distractor documents in memory, live",
+                       xaxis_title="training step", xaxis_range=[0, steps],
+                       yaxis_title="value-token accuracy (0..1)", yaxis_range=[0, 1.02],
+                       legend_title_text="run", height=380, font=dict(size=15))
+    return loss, live
+
+
+def race_result_figure(accuracy: dict, ci95: dict, r_8: dict, n: int, title: str = "") -> go.Figure:
+    """Final race figure: accuracy against distractors in memory per run, with 95% intervals
+    (``ci95`` ``{run: {N: [low, high]}}``) and each run's r_8 in the legend."""
+    fig = go.Figure()
+    for run, curve in accuracy.items():
+        xs = sorted(curve)
+        low = [curve[x] - ci95[run][x][0] for x in xs]
+        high = [ci95[run][x][1] - curve[x] for x in xs]
+        fig.add_trace(go.Scatter(x=[str(x) for x in xs], y=[curve[x] for x in xs],
+                                 name=f"{run} (r_8 = {r_8[run]:.2f})", mode="lines+markers",
+                                 line=dict(color=MODEL_COLORS.get(run), width=3), marker=dict(size=10),
+                                 error_y=dict(type="data", symmetric=False, array=high, arrayminus=low)))
+    return fig.update_layout(
+        title=title or (f"After the race: accuracy as distractors fill the memory<br><sub>{n} value "
+                         "tokens per point, 95% intervals</sub>"),
+        xaxis_title="distractor documents in memory (N)", yaxis_title="value-token accuracy (0..1)",
+        yaxis_range=[0, 1.02], legend_title_text="run (r_8: attention on own C_prev, d = 8)",
+        height=420, font=dict(size=15))
