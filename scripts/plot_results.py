@@ -172,7 +172,9 @@ def copy_emergence(records: Path, ax) -> bool:
         record = json.loads(path.read_text())
         (arm,), curve, color = record["arm"], record["curve"], next(colors)
         smear = re.search(r"--smear-keys (\S+)", record.get("command", ""))  # fot_edu.smear
-        name = COPY_ARMS[arm] + (f", smeared keys in layer {smear.group(1)}" if smear else "")
+        conv = re.search(r"--qk-conv (\S+)", record.get("command", ""))  # fot_edu.qk_conv
+        name = (COPY_ARMS[arm] + (f", smeared keys in layer {smear.group(1)}" if smear else "")
+                + (f", convolved q, k in layer {conv.group(1)}" if conv else ""))
         for content, fmt in (("random", "-o"), ("text", "--s")):
             if content == "text" and arm == "synthetic":
                 continue  # a model that never saw text, on text: not a copying measurement
