@@ -201,8 +201,8 @@ def copy_emergence(records: Path, ax) -> bool:
            ylabel=f"copy gap, nats/byte ({rows} rows, 95%)",
            title="Copying in the window (a perfect copier's gap = its first-copy loss)")
     ax.title.set_fontsize(9)
-    ax.legend(fontsize=6, loc="center right", bbox_to_anchor=(1.0, 0.47))  # between the smeared run
-    # near the top (from step 1000) and the others near 0
+    ax.figure.set_size_inches(6.4, 7.4)  # the runs' legend below the axes, not over the curves
+    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
     return True
 
 
