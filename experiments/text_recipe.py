@@ -17,8 +17,9 @@ recurs in ``C_curr``: only reading the previous window predicts it).
 Measured, per model: the copy gap (random and text spans), induction scores per layer and head;
 the base's passkey at 1x without memory, its learned smear shares and its copying with the
 smearing switched off; per continuation: r_8 (``eval distraction --d 8``),
-perplexity against a single-document memory of 0, 1k, 4k, 16k tokens (dense), the rise with 7
-distractor books (and the ratio of FoT's rise to d=1's), passkey with top-32 memory at 1x and 16x.
+perplexity against a single-document memory of 0, 1k, 4k, 16k tokens (dense, and with top-32
+lookup as at inference), the rise with 7 distractor books (and the ratio of FoT's rise to d=1's),
+passkey with top-32 memory at 1x and 16x.
 Writes ``results/records/text-recipe-<name>-cpu.json`` (``fot_edu.evaluation.records``)
 and the continuations to ``runs/text-recipe-<name>-{d1,fot}.pt``.
 """
@@ -84,7 +85,8 @@ def continuation_config(base: Path, base_cfg, kind: str, layers, steps: int):
 def memory_figures(model, cfg, baseline=None, trials: int = 50) -> dict:
     out = {"r_8": distraction_summary(model, cfg, (8,)),
            f"passkey_top{TOP_K}": passkey_accuracy(model, cfg, ["1x", "16x"], trials=trials, k=TOP_K),
-           "perplexity_vs_memory": perplexity_vs_memory(model, cfg, MEMORY_TOKENS)}
+           "perplexity_vs_memory": perplexity_vs_memory(model, cfg, MEMORY_TOKENS),
+           f"perplexity_vs_memory_top{TOP_K}": perplexity_vs_memory(model, cfg, MEMORY_TOKENS, k=TOP_K)}
     out["perplexity_distractors"] = perplexity_with_distractors(model, cfg, (0, 7), baseline=baseline)
     return out
 

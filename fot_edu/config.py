@@ -40,7 +40,7 @@ class ModelConfig:
     dropout: float = 0.0  # 0 keeps CPU runs bit-reproducible; tiny models do not need it
     smear_keys: tuple[int, ...] = ()  # layers whose keys mix in the previous token's key
     # (Olsson et al. 2022; fot_edu.smear): copying in one head. (): none, as FoT and LongLLaMA
-    qk_conv: tuple[int, ...] = ()  # ordinary layers whose queries and keys mix the last
+    qk_conv: tuple[int, ...] = ()  # layers whose queries and keys mix the last
     # qk_conv_width tokens' (So et al. 2021; fot_edu.qk_conv). (): none, as FoT and LongLLaMA
     qk_conv_width: int = 4
 
@@ -77,8 +77,6 @@ class ModelConfig:
                and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < self.n_layers
                        for i in self.qk_conv), "qk_conv", self.qk_conv,
                f"a tuple of distinct layer indices in 0..{self.n_layers - 1} (n_layers={self.n_layers})")
-        _check(not set(self.qk_conv) & set(self.memory_layers), "qk_conv", self.qk_conv,
-               f"ordinary layers only, not the memory layers {self.memory_layers} (fot_edu.qk_conv)")
         _check(not set(self.qk_conv) & set(self.smear_keys), "qk_conv", self.qk_conv,
                f"layers without smeared keys (smear_keys={self.smear_keys}): one or the other")
         _check(isinstance(self.qk_conv_width, int) and not isinstance(self.qk_conv_width, bool)

@@ -49,7 +49,7 @@ from fot_edu.attention import memory_attention, mt_attention
 from fot_edu.config import ModelConfig
 from fot_edu.crossbatch import crossbatch_memory
 from fot_edu.memory import KNNMemory
-from fot_edu.qk_conv import causal_conv, initial_weights
+from fot_edu.qk_conv import conv_window, initial_weights
 from fot_edu.smear import smear_window
 
 
@@ -129,16 +129,20 @@ class Attention(nn.Module):
     def qkv(self, x, context: Crossbatch | Streaming | None = None):
         """``(q, k, v)``, each ``(b, h, n, dh)``, with ``k`` as memory stores it: a position-free
         memory layer's ``q`` and ``k`` are unit vectors; a RoPE-kept one's ``q`` is rotated by its
-        position and ``k`` is not (position 0). Smeared keys (``cfg.smear_keys``) mix before
-        that; a memory layer's first key with the window's predecessor (``fot_edu.smear``)."""
+        position and ``k`` is not (position 0). Convolved queries and keys (``cfg.qk_conv``) and
+        smeared keys (``cfg.smear_keys``) mix before that; in a memory layer across the window's
+        start, with what came before it (``fot_edu.qk_conv``, ``fot_edu.smear``)."""
         q, k, v = rearrange(self.to_qkv(x), "b n (three h dh) -> three b h n dh", three=3,
                             h=self.cfg.n_heads)
-        if hasattr(self, "conv_q"):  # an ordinary layer: its window alone (fot_edu.qk_conv)
-            q, k = causal_conv(q, self.conv_q), causal_conv(k, self.conv_k)
+        # across windows (a memory layer): C_prev then C_curr, or what memory carried on
+        pairs = self.is_memory and isinstance(context, Crossbatch)
+        memory = (context.memories.get(self.index) if self.is_memory and isinstance(context, Streaming)
+                  else None)
+        store = getattr(context, "add", False)
+        if hasattr(self, "conv_q"):
+            q, k = conv_window(q, k, self.conv_q, self.conv_k, pairs=pairs, memory=memory, store=store)
         if hasattr(self, "smear_logit"):
-            memory = context.memories.get(self.index) if isinstance(context, Streaming) else None
-            k = smear_window(k, self.smear_logit, pairs=self.is_memory and isinstance(context, Crossbatch),
-                             memory=memory if self.is_memory else None, store=getattr(context, "add", False))
+            k = smear_window(k, self.smear_logit, pairs=pairs, memory=memory, store=store)
         if not self.is_memory:
             return self.rope(q), self.rope(k), v
         if self.rope_kept:

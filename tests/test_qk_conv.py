@@ -1,5 +1,6 @@
-"""Convolved queries and keys (fot_edu.qk_conv): the formula, causality, the config option, and
-that at init a convolved layer is the smeared-key layer it starts from."""
+"""Convolved queries and keys (fot_edu.qk_conv): the formula, causality, the config option, that
+at init a convolved layer is the smeared-key layer it starts from, and one set of stored keys for
+crossbatch training, streaming and prefill (a window continues the tokens before it)."""
 import pytest
 import torch
 from torch.testing import assert_close
@@ -7,6 +8,7 @@ from torch.testing import assert_close
 from fot_edu.config import ModelConfig
 from fot_edu.model import FoTModel
 from fot_edu.qk_conv import causal_conv, initial_weights
+from fot_edu.streaming import generate, stream_logits
 
 
 def config(**changes):
@@ -23,8 +25,13 @@ def test_causal_conv_is_the_sum_over_taps_of_earlier_tokens():
     changed = x.clone()
     changed[:, :, 4:] = 0.0  # later tokens cannot reach earlier outputs
     assert_close(causal_conv(changed, weight)[:, :, :4], out[:, :, :4])
+    before = torch.randn(2, 3, 2, 4)  # the two raw tokens before t = 0, oldest first
+    whole = causal_conv(torch.cat([before, x], dim=2), weight)[:, :, 2:]
+    assert_close(causal_conv(x, weight, before), whole)
     with pytest.raises(ValueError, match=r"weight \(h, dh, W\)"):
         causal_conv(x, weight[:2])
+    with pytest.raises(ValueError, match=r"before must be \(b, h, W - 1, dh\) = \(2, 3, 2, 4\)"):
+        causal_conv(x, weight, before[:, :, :1])
 
 
 def test_initial_weights_are_the_plain_query_and_the_evenly_smeared_key():
@@ -64,7 +71,6 @@ def test_a_trained_convolution_reaches_several_tokens_back_and_no_further_forwar
 
 
 @pytest.mark.parametrize("changes, message", [
-    (dict(qk_conv=(2,)), r"qk_conv=\(2,\) is not allowed: ordinary layers only"),
     (dict(qk_conv=(0,), smear_keys=(0,)), "one or the other"),
     (dict(qk_conv=(3,)), "distinct layer indices in 0..2"),
     (dict(qk_conv=(0, 0)), "distinct layer indices"),
@@ -77,3 +83,80 @@ def test_bad_options_are_named(changes, message):
 
 def test_lists_from_a_json_config_become_tuples():
     assert config(qk_conv=[0, 1]).qk_conv == (0, 1)
+
+
+def trained(cfg_changes, seed=0):
+    """A model whose convolutions are away from init (every tap used, different per channel)."""
+    torch.manual_seed(seed)
+    model = FoTModel(config(**cfg_changes)).eval()
+    with torch.no_grad():
+        for block in model.blocks:
+            if hasattr(block.attn, "conv_q"):
+                block.attn.conv_q.normal_()
+                block.attn.conv_k.normal_()
+    return model
+
+
+@pytest.mark.parametrize("position", ["none", "rope"])
+@pytest.mark.parametrize("layers", [(0, 1, 2), (2,)])
+def test_crossbatch_streaming_and_prefill_store_and_read_the_same_convolved_keys(position, layers):
+    model, n = trained(dict(qk_conv=layers, memory_position=position)), 8
+    pairs = torch.randint(0, 30, (3, 2, n))
+    train = model(pairs, d=1, trace=True)
+    streamed = stream_logits(model, pairs.flatten(1), window=n, capacity=2 * n)
+    assert_close(streamed[:, :n], train.logits[:, 0], atol=1e-5, rtol=1e-5)
+    assert_close(streamed[:, n:], train.logits[:, 1], atol=1e-5, rtol=1e-5)
+    read, filled = model.new_memories(3, 2 * n), model.new_memories(3, 2 * n)
+    for j in range(2):
+        model(pairs[:, j], memories=read)
+        model.prefill(pairs[:, j], filled)
+    assert_close(filled[2].keys, read[2].keys)
+    if position == "none":  # C_curr's keys as crossbatch attends them == what streaming stored
+        assert_close(read[2].keys[:, :, n:], train.traces[2].keys, atol=1e-6, rtol=1e-5)
+    query = torch.randint(0, 30, (3, n))
+    assert_close(model(query, memories=filled, add_to_memory=False).logits,
+                 model(query, memories=read, add_to_memory=False).logits)
+
+
+def test_the_carry_spans_windows_shorter_than_the_convolution_and_restarts_at_a_new_document():
+    """One position-free memory layer reading everything before it (dense) computes what one
+    window over the whole input computes: with windows of 2, 3 or 8 tokens and 4 taps, each
+    window's first queries and keys continue the raw ones of earlier windows."""
+    model = trained(dict(n_layers=1, memory_layers=(0,), qk_conv=(0,), qk_conv_width=4))
+    tokens = torch.randint(0, 30, (2, 24))
+    whole = model(tokens).logits
+    for window in (2, 3, 8):
+        assert_close(stream_logits(model, tokens, window=window), whole, atol=1e-5, rtol=1e-5)
+    reset = torch.zeros(2, 3, dtype=torch.bool)
+    reset[1, 1] = True  # row 1: a new document starts at token 8, nothing carried into it
+    streamed = stream_logits(model, tokens, window=8, reset=reset)
+    assert_close(streamed[0], whole[0], atol=1e-5, rtol=1e-5)
+    assert_close(streamed[1, 8:], model(tokens[1:, 8:]).logits[0], atol=1e-5, rtol=1e-5)
+
+
+def test_generation_continues_the_prompt_as_one_long_window_would():
+    model = trained(dict(n_layers=1, memory_layers=(0,), qk_conv=(0,), qk_conv_width=3), seed=1)
+    prompt, new = torch.randint(0, 30, (2, 11)), []
+    tokens = prompt
+    for _ in range(6):  # greedy decoding over the whole sequence at once
+        tokens = torch.cat([tokens, model(tokens).logits[:, -1:].argmax(-1)], dim=1)
+    assert torch.equal(generate(model, prompt, 6, window=4), tokens[:, 11:])
+
+
+def test_a_continuation_keeps_its_bases_convolution_in_the_memory_layer(tmp_path):
+    """The LongLLaMA recipe with a convolved base: with nothing in memory the memory layer
+    computes what the base's layer computed."""
+    from fot_edu.config import DataConfig, TrainConfig
+    from fot_edu.training.checkpoint import save_checkpoint
+    from fot_edu.training.longllama import continuation_weights
+    base = TrainConfig(model=config(vocab_size=256, memory_layers=(), memory_position="rope", qk_conv=(0, 1)),
+                       data=DataConfig(task="books", window=32), mode="plain", batch_size=4)
+    torch.manual_seed(0)
+    base_model = FoTModel(base.model).eval()
+    base_model.blocks[0].attn.conv_k.data.normal_()
+    save_checkpoint(tmp_path / "base.pt", base_model, base)
+    cfg = base.replace(model__memory_layers=(0,), mode="crossbatch", base=str(tmp_path / "base.pt"))
+    model = FoTModel(cfg.model).eval()
+    model.load_state_dict(continuation_weights(cfg))
+    tokens = torch.randint(0, 256, (2, 32))
+    assert_close(model(tokens).logits, base_model(tokens).logits, atol=1e-5, rtol=1e-5)

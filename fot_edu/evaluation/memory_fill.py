@@ -9,12 +9,14 @@ slots give the memory for N distractors, without copying). With one memory layer
 preset, a window's stored keys do not depend on the memory at all, so this is exactly what
 streaming the windows one after the other stores, at a fraction of the cost (tested).
 
-Smeared keys (``ModelConfig.smear_keys`` on a memory layer, ``fot_edu.smear``): a window read on
-its own mixes its first key with zeros. That is what crossbatch training stores (each ``C_prev``
-smeared from zeros), and what streaming stores for a document's first window; for a later window
-streaming mixes in the last key of the window before. The query read by :func:`read_memories`
-mixes its first key with zeros too, where training and streaming use the last key before it. So
-for a smeared memory layer one key per window can differ from streaming (none without smearing).
+Smeared keys and convolved queries and keys (``ModelConfig.smear_keys``, ``qk_conv`` on a memory
+layer; ``fot_edu.smear``, ``fot_edu.qk_conv``): a window read on its own mixes its first key (its
+first ``W - 1`` queries and keys) with zeros. That is what crossbatch training stores (each
+``C_prev`` read from zeros), and what streaming stores for a document's first window; for a later
+window streaming mixes in the raw tokens of the window before. The query read by
+:func:`read_memories` starts from zeros too, where training and streaming continue the window
+before it. So for such a memory layer one key (``W - 1`` keys and queries) per window can differ
+from streaming; none without them.
 """
 from __future__ import annotations
 
