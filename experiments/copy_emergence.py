@@ -21,12 +21,13 @@ and on random strings every ``--every`` steps, then passkey at 1x without memory
   ``strings``, under one learning-rate schedule.
 
 ``--smear-keys 2`` (or ``0,1,2,3``) smears the keys of those layers (``fot_edu.smear``);
-``--qk-conv 0,1,2,3`` convolves their queries and keys over the last 4 tokens (``fot_edu.qk_conv``);
+``--qk-conv 0,1,2,3`` convolves their queries and keys over the last 4 tokens (``fot_edu.qk_conv``;
+``--qk-conv-width 8``: the last 8);
 the default is neither, the preset's architecture. Each probe also records the induction score of every
 layer and head (``fot_edu.evaluation.copying.induction_scores``), which says *where* copying formed.
 ``--save PATH`` keeps the trained model as a checkpoint (a base for ``experiments/text_recipe.py``).
 
-Writes ``results/records/copy-emergence-<arm>[-smear<layers>][-qkconv<layers>]-<cpu|gpu>.json`` (``fot_edu.evaluation.records``); a run of other than 2000 steps adds its steps to the name.
+Writes ``results/records/copy-emergence-<arm>[-smear<layers>][-qkconv<layers>[-w<width>]]-<cpu|gpu>.json`` (``fot_edu.evaluation.records``); a run of other than 2000 steps adds its steps to the name.
 """
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--smear-keys", type=layers, default=(), help="layers with smeared keys")
     parser.add_argument("--qk-conv", type=layers, default=(),
-                        help="layers with convolved queries and keys (fot_edu.qk_conv, width 4)")
+                        help="layers with convolved queries and keys (fot_edu.qk_conv)")
+    parser.add_argument("--qk-conv-width", type=int, default=4, help="tokens each convolution mixes")
     parser.add_argument("--synthetic-steps", type=int, default=800, help="curriculum: copy-first steps")
     parser.add_argument("--save", type=Path, help="write the trained model here (a checkpoint)")
     parser.add_argument("--out", type=Path)
@@ -82,7 +84,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     base = preset("text-vanilla")
     cfg = with_task_vocab(base.replace(steps=args.steps, eval_every=args.steps, checkpoint_every=args.steps,
-                                       model__smear_keys=args.smear_keys, model__qk_conv=args.qk_conv))
+                                       model__smear_keys=args.smear_keys, model__qk_conv=args.qk_conv,
+                                       model__qk_conv_width=args.qk_conv_width))
     plain = default_batch_fn(cfg, "train")
     arm = ARMS[args.arm]
 
@@ -101,10 +104,12 @@ def main(argv=None) -> int:
         f"python experiments/copy_emergence.py --arm {args.arm} --steps {args.steps} "
         f"--every {args.every}" + (" --device cuda" if gpu else "")
         + (f" --smear-keys {smear}" if smear else "") + (f" --qk-conv {conv}" if conv else "")
+        + (f" --qk-conv-width {args.qk_conv_width}" if args.qk_conv_width != 4 else "")
         + (f" --synthetic-steps {args.synthetic_steps}" if args.arm == "curriculum" else "")))
     curve = [{"step": 0, **probe(trainer.model, cfg)}]
     name = (f"copy-emergence-{args.arm}" + (f"-smear{smear.replace(',', '')}" if smear else "")
             + (f"-qkconv{conv.replace(',', '')}" if conv else "")
+            + (f"-w{args.qk_conv_width}" if args.qk_conv_width != 4 else "")
             + ("" if args.steps == 2000 else f"-{args.steps}"))
     out = args.out or RECORDS_DIR / f"{name}-{'gpu' if gpu else 'cpu'}.json"
 
@@ -112,8 +117,8 @@ def main(argv=None) -> int:
         """The record so far: written after every probe, so a run cut short keeps its curve
         (``"finished": false`` and no passkey until the last step)."""
         write_record(out, recording, arm={args.arm: arm},
-                     config="text-vanilla preset, from scratch, steps=%d, smear_keys=%s, qk_conv=%s"
-                            % (args.steps, list(args.smear_keys), list(args.qk_conv)),
+                     config="text-vanilla preset, from scratch, steps=%d, smear_keys=%s, qk_conv=%s, qk_conv_width=%d"
+                            % (args.steps, list(args.smear_keys), list(args.qk_conv), args.qk_conv_width),
                      curve=curve, passkey_1x_no_memory=passkey, finished=passkey is not None)
 
     while not trainer.done:
