@@ -20,6 +20,8 @@ and on random strings every ``--every`` steps, then passkey at 1x without memory
 * ``curriculum``: copy first: ``synthetic`` for the first ``--synthetic-steps`` (800), then
   ``strings``, under one learning-rate schedule.
 
+Each arm is a ``DataConfig.repeats`` schedule (``fot_edu.data.repeats``), so a preset can name it.
+
 ``--smear-keys 2`` (or ``0,1,2,3``) smears the keys of those layers (``fot_edu.smear``);
 ``--qk-conv 0,1,2,3`` convolves their queries and keys over the last 4 tokens (``fot_edu.qk_conv``;
 ``--qk-conv-width 8``: the last 8);
@@ -36,20 +38,24 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from fot_edu.data.repeats import with_repeats
 from fot_edu.evaluation.copying import copy_gap, induction_scores
 from fot_edu.evaluation.passkey import passkey_accuracy
 from fot_edu.evaluation.records import RECORDS_DIR, Recording, write_record
 from fot_edu.training.checkpoint import save_checkpoint
-from fot_edu.training.objective import default_batch_fn, with_task_vocab
+from fot_edu.training.objective import with_task_vocab
 from fot_edu.training.presets import preset
 from fot_edu.training.train import Trainer
 
-ARMS = {"synthetic": dict(share=1.0, background="random"), "strings": dict(share=0.5, background="text"),
-        "curriculum": dict(first="synthetic", then="strings")}
+ARMS = ("curriculum", "strings", "synthetic")  # the curriculum: synthetic, then strings
+
+
+def schedule(arm: str, synthetic_steps: int) -> tuple:
+    """The arm as a ``DataConfig.repeats`` schedule (``fot_edu.data.repeats.MIXES``)."""
+    if arm == "curriculum":
+        return ((0, "synthetic"), (synthetic_steps, "strings"))
+    return ((0, arm),)
 
 
 def probe(model, cfg) -> dict:
@@ -69,7 +75,7 @@ def layers(spec: str) -> tuple[int, ...]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--arm", choices=sorted(ARMS), required=True)
+    parser.add_argument("--arm", choices=ARMS, required=True)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--every", type=int, default=200)
     parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
@@ -85,19 +91,9 @@ def main(argv=None) -> int:
     base = preset("text-vanilla")
     cfg = with_task_vocab(base.replace(steps=args.steps, eval_every=args.steps, checkpoint_every=args.steps,
                                        model__smear_keys=args.smear_keys, model__qk_conv=args.qk_conv,
-                                       model__qk_conv_width=args.qk_conv_width))
-    plain = default_batch_fn(cfg, "train")
-    arm = ARMS[args.arm]
-
-    def batch_fn(step: int):
-        name = args.arm if args.arm != "curriculum" else (
-            arm["first"] if step < args.synthetic_steps else arm["then"])
-        mix = ARMS[name]
-        return with_repeats(plain(step), mix["share"], np.random.default_rng([cfg.seed, step, 11]),
-                            background=mix["background"])
-
-    trainer = Trainer(cfg, device=args.device, batch_fn=batch_fn,
-                      eval_batch_fn=default_batch_fn(cfg, "eval"))
+                                       model__qk_conv_width=args.qk_conv_width,
+                                       data__repeats=schedule(args.arm, args.synthetic_steps)))
+    trainer = Trainer(cfg, device=args.device)
     gpu = trainer.device.type == "cuda"
     smear, conv = (",".join(map(str, layers)) for layers in (args.smear_keys, args.qk_conv))
     recording = Recording(seed=cfg.seed, device=trainer.device, command=(
@@ -116,7 +112,7 @@ def main(argv=None) -> int:
     def write(passkey=None) -> None:
         """The record so far: written after every probe, so a run cut short keeps its curve
         (``"finished": false`` and no passkey until the last step)."""
-        write_record(out, recording, arm={args.arm: arm},
+        write_record(out, recording, arm={args.arm: cfg.data.repeats},
                      config="text-vanilla preset, from scratch, steps=%d, smear_keys=%s, qk_conv=%s, qk_conv_width=%d"
                             % (args.steps, list(args.smear_keys), list(args.qk_conv), args.qk_conv_width),
                      curve=curve, passkey_1x_no_memory=passkey, finished=passkey is not None)

@@ -10,9 +10,9 @@ Its layers ``--memory-layers`` (default 2, as ``text-d1``/``text-fot``) become L
 layers (RoPE kept, ``fot_edu.training.longllama``) and two continuations train for 10% of the base's
 steps, with ``text-d1``'s and ``text-fot``'s settings (lr 1e-3, 20 warm-up steps; FoT: d = 1,
 then 4 from a quarter of the steps, 8 from half). ``--data``: what the continuations read:
-``plain`` book pairs; ``strings`` (half the rows carry a string written twice inside a window,
-``fot_edu.data.repeats.with_repeats``); ``cross`` (half the rows carry a string in ``C_prev`` that
-recurs in ``C_curr``: only reading the previous window predicts it).
+``plain`` book pairs; ``strings`` (half the rows carry a string written twice inside a window);
+``cross`` (half the rows carry a string in ``C_prev`` that recurs in ``C_curr``: only reading
+the previous window predicts it): the ``DataConfig.repeats`` mixes of ``fot_edu.data.repeats``.
 
 Measured, per model: the copy gap (random and text spans), induction scores per layer and head;
 the base's passkey at 1x without memory, its learned smear shares and its copying with the
@@ -31,22 +31,20 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from fot_edu.evaluation import TOP_K
-from fot_edu.data.repeats import with_repeats
 from fot_edu.evaluation.copying import copy_gap, induction_scores
 from fot_edu.evaluation.distraction import distraction_summary
 from fot_edu.evaluation.passkey import passkey_accuracy
 from fot_edu.evaluation.perplexity import perplexity_vs_memory, perplexity_with_distractors
 from fot_edu.evaluation.records import RECORDS_DIR, Recording, write_record
 from fot_edu.training.checkpoint import load_checkpoint, load_model, save_checkpoint
-from fot_edu.training.objective import default_batch_fn, with_task_vocab
+from fot_edu.training.objective import with_task_vocab
 from fot_edu.training.presets import preset
 from fot_edu.training.train import Trainer, starting_weights
 
-DATA = {"plain": None, "strings": dict(share=0.5, across=False), "cross": dict(share=0.5, across=True)}
+DATA = {"plain": (), "strings": ((0, "strings"),), "cross": ((0, "cross"),)}  # DataConfig.repeats
 MEMORY_TOKENS = (0, 1024, 4096, 16384)
 
 
@@ -72,14 +70,16 @@ def without_smearing(model, cfg) -> dict:
     return out
 
 
-def continuation_config(base: Path, base_cfg, kind: str, layers, steps: int):
-    """``text-d1``/``text-fot`` (``fot_edu.training.presets``) with this base, its model and these layers."""
+def continuation_config(base: Path, base_cfg, kind: str, layers, steps: int, data: str):
+    """``text-d1``/``text-fot`` (``fot_edu.training.presets``) with this base, its model, these
+    layers and ``data`` (a name of ``DATA``)."""
     cfg = preset(f"text-{kind}")
     model = base_cfg.model.__class__(**{**base_cfg.model.__dict__, "memory_layers": tuple(layers),
                                         "memory_position": "rope"})
     schedule = ((0, 1), (steps // 4, 4), (steps // 2, 8)) if kind == "fot" else ()
     return with_task_vocab(cfg.replace(model=model, base=str(base), steps=steps, d_schedule=schedule,
-                                       eval_every=steps, checkpoint_every=steps))
+                                       eval_every=steps, checkpoint_every=steps,
+                                       data__repeats=DATA[data]))
 
 
 def memory_figures(model, cfg, baseline=None, trials: int = 50) -> dict:
@@ -130,13 +130,8 @@ def main(argv=None) -> int:
     write(args, recording, state, layers, steps, results)
     models = {}
     for kind in args.kinds.split(","):
-        cfg = continuation_config(args.base, base_cfg, kind, layers, steps)
-        plain = default_batch_fn(cfg, "train")
-        mix = DATA[args.data]
-        batch_fn = plain if mix is None else (lambda step, plain=plain, mix=mix: with_repeats(
-            plain(step), mix["share"], np.random.default_rng([cfg.seed, step, 27]), across=mix["across"]))
-        trainer = Trainer(cfg, batch_fn=batch_fn, eval_batch_fn=default_batch_fn(cfg, "eval"),
-                          init_state=starting_weights(cfg))
+        cfg = continuation_config(args.base, base_cfg, kind, layers, steps, args.data)
+        trainer = Trainer(cfg, init_state=starting_weights(cfg))
         began = time.perf_counter()
         while not trainer.done:
             row = trainer.step()

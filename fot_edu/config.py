@@ -14,6 +14,8 @@ MEMORY_KINDS = ("fot", "mt")  # fot: one softmax (eq. 1); mt: Memorizing Transfo
 MEMORY_POSITIONS = ("none", "rope")  # memory layers: position-free (unit q, k, temperature) or
 # LongLLaMA's (RoPE kept in the window, memory keys as if at position 0, plain dot products)
 TASKS = ("dictionary", "code", "books", "proofs", "retrieval")
+BYTE_CORPORA = ("code", "books", "proofs")  # tasks of plain bytes (repeated strings fit in)
+REPEAT_MIXES = ("none", "synthetic", "strings", "cross")  # fot_edu.data.repeats.MIXES
 NEGATIVE_KINDS = ("neighbours", "hard")
 TRAIN_MODES = ("crossbatch", "plain", "stream")  # stream: windows in order, memory of earlier ones
 CROSSBATCH_SCOPES = ("local", "global")  # several processes: negatives from the own rank or all
@@ -102,6 +104,8 @@ class DataConfig:
     doc_windows: int = 4  # stream training: windows of a dictionary document (definitions, mixed
     # definitions and questions, ..., questions), so the asked definitions are only in memory
     large: bool = False  # corpora: the uncut versions (`python -m fot_edu data build --large`)
+    repeats: tuple[tuple[int, str], ...] = ()  # ((step, mix), ...): from `step` on, training
+    # batches carry repeated random strings (fot_edu.data.repeats.MIXES): data that pays for copying
 
     def __post_init__(self) -> None:
         _check(self.task in TASKS, "task", self.task, f"one of {TASKS}")
@@ -110,6 +114,15 @@ class DataConfig:
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 1, name, value, "a positive integer")
         _check(self.window >= 2, "window", self.window, "at least 2 tokens")
+        self.repeats = tuple(tuple(pair) if isinstance(pair, (list, tuple)) else pair
+                             for pair in self.repeats)
+        _check(all(isinstance(p, tuple) and len(p) == 2 for p in self.repeats), "repeats",
+               self.repeats, "pairs (step, mix)")
+        _check(all(isinstance(s, int) and s >= 0 and m in REPEAT_MIXES for s, m in self.repeats)
+               and [s for s, _ in self.repeats] == sorted({s for s, _ in self.repeats})
+               and (not self.repeats or self.task in BYTE_CORPORA), "repeats", self.repeats,
+               f"((step, mix), ...) with steps >= 0 increasing, mixes from {REPEAT_MIXES}, "
+               f"on a byte corpus {BYTE_CORPORA}")
         if self.task == "dictionary":
             need = self.entries_per_window * self.entry_len
             _check(need <= self.window, "entries_per_window", self.entries_per_window,
@@ -189,6 +202,7 @@ class TrainConfig:
         why = "for mode='stream' (no crossbatch: a row reads only its own document's earlier windows)"
         _check(self.d == 1, "d", self.d, f"1 {why}")
         _check(not self.d_schedule, "d_schedule", self.d_schedule, f"empty {why}")
+        _check(not self.data.repeats, "data.repeats", self.data.repeats, f"empty {why}")
         _check(self.data.task != "retrieval", "data.task", self.data.task,
                "a dictionary or corpus task for mode='stream' (retrieval comes as pairs only)")
         _check(self.memory_k is None or (isinstance(self.memory_k, int) and self.memory_k >= 1),

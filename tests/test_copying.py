@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from fot_edu.config import ModelConfig
-from fot_edu.data.batches import Batch, training_batch
-from fot_edu.data.repeats import PRINTABLE, with_repeats
+from fot_edu.data.batches import training_batch
 from fot_edu.evaluation.copying import _attention_weights, copy_gap, induction_pattern_score, induction_scores
 from fot_edu.model import FoTModel
 from fot_edu.training.objective import with_task_vocab
@@ -116,59 +115,3 @@ def test_copy_gap_names_bad_arguments():
         copy_gap(Copier(None), CFG, content="code")
     with pytest.raises(ValueError, match="span=200, gap=56 .* window=256"):
         copy_gap(Copier(None), CFG, span=200)
-
-
-def repeats(share, seed=0, background="text", lengths=(16, 64)):
-    batch = training_batch(CFG.data, "train", 8, step=3)
-    return batch, with_repeats(batch, share, np.random.default_rng(seed), lengths=lengths,
-                               background=background)
-
-
-def test_with_repeats_writes_one_string_twice_into_every_window_of_the_chosen_rows():
-    batch, out = repeats(1.0, lengths=(20, 20))
-    b, w, n = out.tokens.shape
-    flat = torch.cat([out.tokens.reshape(b, -1), out.targets.reshape(b, -1)[:, -1:]], 1)
-    assert torch.equal(flat[:, 1:].reshape(b, w, n), out.targets)  # targets follow the tokens
-    for row in range(b):
-        for j in range(w):
-            window = out.tokens[row, j].tolist()
-            changed = (out.tokens[row, j] != batch.tokens[row, j]).nonzero().flatten().tolist()
-            assert changed, "every window of a chosen row is changed"
-            first = next(i for i in range(n - 20) if any(
-                window[i:i + 20] == window[k:k + 20] for k in range(i + 20, n - 19)))
-            assert all(PRINTABLE[0] <= c < PRINTABLE[1] for c in window[first:first + 20])
-
-
-def test_with_repeats_keeps_unchosen_rows_and_is_a_function_of_its_generator():
-    batch, none = repeats(0.0)
-    assert torch.equal(none.tokens, batch.tokens) and torch.equal(none.targets, batch.targets)
-    _, again_a = repeats(0.5, seed=4)
-    _, again_b = repeats(0.5, seed=4)
-    assert torch.equal(again_a.tokens, again_b.tokens)
-    _, noise = repeats(1.0, background="random")
-    assert noise.tokens.min() >= PRINTABLE[0] and noise.tokens.max() < PRINTABLE[1]
-
-
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(share=1.5), "share=1.5"),
-    (dict(share=0.5, background="books"), "background='books'"),
-    (dict(share=0.5, lengths=(16, 200)), r"lengths=\(16, 200\)"),
-])
-def test_with_repeats_names_bad_arguments(kwargs, match):
-    batch = training_batch(CFG.data, "train", 2, step=0)
-    with pytest.raises(ValueError, match=match):
-        with_repeats(batch, rng=np.random.default_rng(0), **kwargs)
-
-
-def test_with_repeats_across_windows_puts_the_second_copy_in_the_next_window():
-    batch = training_batch(CFG.data, "train", 8, step=3)
-    out = with_repeats(batch, 1.0, np.random.default_rng(0), lengths=(20, 20), across=True)
-    for row in range(8):
-        prev, curr = out.tokens[row, 0].tolist(), out.tokens[row, 1].tolist()
-        assert any(curr[i:i + 20] == prev[k:k + 20] for i in range(len(curr) - 19)
-                   for k in range(len(prev) - 19)), "a 20-byte string of C_prev recurs in C_curr"
-        changed = (out.tokens[row] != batch.tokens[row]).nonzero()[:, 0].unique().tolist()
-        assert changed == [0, 1]
-    with pytest.raises(ValueError, match="across=True is not allowed with 1 window"):
-        with_repeats(Batch(batch.tokens[:, :1], batch.targets[:, :1], batch.doc_ids, batch.offsets),
-                     1.0, np.random.default_rng(0), across=True)

@@ -8,6 +8,10 @@ copy; written into random bytes instead of text (``background="random"``) it is 
 setting in which small transformers learn copying. ``across=True`` puts the first copy in the
 window before (``C_prev``), so that only a memory layer reading it predicts the second.
 
+A training run names its data by a schedule (``DataConfig.repeats``: ``((step, mix), ...)``, the
+mixes of :data:`MIXES`), applied to its training batches by :func:`scheduled_repeats`; for example
+``((0, "synthetic"), (800, "strings"))``: copying on random bytes first, then strings in book text.
+
 The copy gap (``fot_edu.evaluation.copying``) measures the skill this data teaches.
 """
 from __future__ import annotations
@@ -17,9 +21,15 @@ import torch
 
 from fot_edu.data.batches import Batch
 
-__all__ = ["with_repeats", "PRINTABLE"]
+__all__ = ["with_repeats", "scheduled_repeats", "MIXES", "PRINTABLE"]
 
 PRINTABLE = (32, 127)  # the byte range of random strings: printable ASCII
+MIXES = {  # the arguments of with_repeats for each mix a DataConfig.repeats schedule names
+    "none": None,  # the corpus as it is
+    "synthetic": dict(share=1.0, background="random"),  # every row: random bytes, a string twice
+    "strings": dict(share=0.5),  # half the rows: a string twice inside each window of book text
+    "cross": dict(share=0.5, across=True),  # half the rows: a string in C_prev, again in C_curr
+}
 
 
 def with_repeats(batch: Batch, share: float, rng: np.random.Generator, *, lengths=(16, 64),
@@ -65,3 +75,14 @@ def with_repeats(batch: Batch, share: float, rng: np.random.Generator, *, length
             flat[row, second:second + size] = string
     return Batch(flat[:, :-1].reshape(b, w, n), flat[:, 1:].reshape(b, w, n), batch.doc_ids,
                  batch.offsets)
+
+
+def scheduled_repeats(batch: Batch, schedule, step: int, seed: int = 0) -> Batch:
+    """Training batch ``step`` with the mix ``schedule`` (``DataConfig.repeats``) names for it:
+    the last ``(start, mix)`` with ``start <= step``; before the first, the batch as it is. The
+    strings are drawn from ``(seed, step)``, so a run and its resumption write the same ones."""
+    current = [mix for start, mix in schedule if start <= step]
+    mix = MIXES[current[-1]] if current else None
+    if mix is None:
+        return batch
+    return with_repeats(batch, rng=np.random.default_rng([int(seed), int(step), 11]), **mix)

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from fot_edu.config import TrainConfig
 from fot_edu.data.batches import held_out_rows, training_batch, training_stream, vocab_size
+from fot_edu.data.repeats import scheduled_repeats
 from fot_edu.data.tokenizer import IGNORE
 from fot_edu.model import FoTModel
 from fot_edu.runtime import autocast
@@ -64,11 +65,15 @@ def batch_loss(model: FoTModel, cfg: TrainConfig, batch, step: int, gather=None,
 
 def default_batch_fn(cfg: TrainConfig, split: str) -> Callable[[int], object]:
     """Batches of the config's task; held-out batches of a small split may have fewer rows
-    (``batches.held_out_rows``: books holds 8 documents)."""
+    (``batches.held_out_rows``: books holds 8 documents). Training batches carry the repeated
+    strings ``cfg.data.repeats`` schedules (``fot_edu.data.repeats``); held-out ones never do."""
     if cfg.mode == "stream":
         return training_stream(cfg.data, split, cfg.batch_size, seed=cfg.seed)
     rows = cfg.batch_size if split != "eval" else held_out_rows(
         cfg.data, cfg.batch_size, cfg.d_max)
+    if split == "train" and cfg.data.repeats:  # data that pays for copying (fot_edu.data.repeats)
+        return lambda step: scheduled_repeats(training_batch(cfg.data, split, rows, step, seed=cfg.seed),
+                                              cfg.data.repeats, step, cfg.seed)
     return lambda step: training_batch(cfg.data, split, rows, step, seed=cfg.seed)
 
 
