@@ -167,14 +167,16 @@ def copy_emergence(records: Path, ax) -> bool:
     (loss on a span's first copy minus its second) against training steps, per training run."""
     drawn = False
     colors = itertools.cycle(("#2ca02c", "#ff7f0e", "#17becf", "#bcbd22", "#d62728", "#9467bd",
-                              "#8c564b", "#e377c2"))
+                              "#8c564b", "#e377c2", "#1f77b4"))
     for path in sorted(records.glob("copy-emergence-*.json")):
         record = json.loads(path.read_text())
         (arm,), curve, color = record["arm"], record["curve"], next(colors)
         smear = re.search(r"--smear-keys (\S+)", record.get("command", ""))  # fot_edu.smear
         conv = re.search(r"--qk-conv (\S+)", record.get("command", ""))  # fot_edu.qk_conv
+        width = re.search(r"--qk-conv-width (\d+)", record.get("command", ""))
         name = (COPY_ARMS[arm] + (f", smeared keys in layer {smear.group(1)}" if smear else "")
-                + (f", convolved q, k in layer {conv.group(1)}" if conv else ""))
+                + (f", q, k convolved over {width.group(1) if width else 4} bytes in layer "
+                   f"{conv.group(1)}" if conv else ""))
         for content, fmt in (("random", "-o"), ("text", "--s")):
             if content == "text" and arm == "synthetic":
                 continue  # a model that never saw text, on text: not a copying measurement
