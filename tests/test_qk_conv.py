@@ -9,6 +9,7 @@ from fot_edu.config import ModelConfig
 from fot_edu.model import FoTModel
 from fot_edu.qk_conv import causal_conv, initial_weights
 from fot_edu.streaming import generate, stream_logits
+from carried import assert_continuation_starts_as_its_base, assert_training_streaming_and_prefill_agree
 
 
 def config(**changes):
@@ -100,22 +101,8 @@ def trained(cfg_changes, seed=0):
 @pytest.mark.parametrize("position", ["none", "rope"])
 @pytest.mark.parametrize("layers", [(0, 1, 2), (2,)])
 def test_crossbatch_streaming_and_prefill_store_and_read_the_same_convolved_keys(position, layers):
-    model, n = trained(dict(qk_conv=layers, memory_position=position)), 8
-    pairs = torch.randint(0, 30, (3, 2, n))
-    train = model(pairs, d=1, trace=True)
-    streamed = stream_logits(model, pairs.flatten(1), window=n, capacity=2 * n)
-    assert_close(streamed[:, :n], train.logits[:, 0], atol=1e-5, rtol=1e-5)
-    assert_close(streamed[:, n:], train.logits[:, 1], atol=1e-5, rtol=1e-5)
-    read, filled = model.new_memories(3, 2 * n), model.new_memories(3, 2 * n)
-    for j in range(2):
-        model(pairs[:, j], memories=read)
-        model.prefill(pairs[:, j], filled)
-    assert_close(filled[2].keys, read[2].keys)
-    if position == "none":  # C_curr's keys as crossbatch attends them == what streaming stored
-        assert_close(read[2].keys[:, :, n:], train.traces[2].keys, atol=1e-6, rtol=1e-5)
-    query = torch.randint(0, 30, (3, n))
-    assert_close(model(query, memories=filled, add_to_memory=False).logits,
-                 model(query, memories=read, add_to_memory=False).logits)
+    model = trained(dict(qk_conv=layers, memory_position=position))
+    assert_training_streaming_and_prefill_agree(model, 2, 30, traced=position == "none")
 
 
 def test_the_carry_spans_windows_shorter_than_the_convolution_and_restarts_at_a_new_document():
@@ -136,7 +123,7 @@ def test_the_carry_spans_windows_shorter_than_the_convolution_and_restarts_at_a_
 
 def test_generation_continues_the_prompt_as_one_long_window_would():
     model = trained(dict(n_layers=1, memory_layers=(0,), qk_conv=(0,), qk_conv_width=3), seed=1)
-    prompt, new = torch.randint(0, 30, (2, 11)), []
+    prompt = torch.randint(0, 30, (2, 11))
     tokens = prompt
     for _ in range(6):  # greedy decoding over the whole sequence at once
         tokens = torch.cat([tokens, model(tokens).logits[:, -1:].argmax(-1)], dim=1)
@@ -146,17 +133,5 @@ def test_generation_continues_the_prompt_as_one_long_window_would():
 def test_a_continuation_keeps_its_bases_convolution_in_the_memory_layer(tmp_path):
     """The LongLLaMA recipe with a convolved base: with nothing in memory the memory layer
     computes what the base's layer computed."""
-    from fot_edu.config import DataConfig, TrainConfig
-    from fot_edu.training.checkpoint import save_checkpoint
-    from fot_edu.training.longllama import continuation_weights
-    base = TrainConfig(model=config(vocab_size=256, memory_layers=(), memory_position="rope", qk_conv=(0, 1)),
-                       data=DataConfig(task="books", window=32), mode="plain", batch_size=4)
-    torch.manual_seed(0)
-    base_model = FoTModel(base.model).eval()
-    base_model.blocks[0].attn.conv_k.data.normal_()
-    save_checkpoint(tmp_path / "base.pt", base_model, base)
-    cfg = base.replace(model__memory_layers=(0,), mode="crossbatch", base=str(tmp_path / "base.pt"))
-    model = FoTModel(cfg.model).eval()
-    model.load_state_dict(continuation_weights(cfg))
-    tokens = torch.randint(0, 256, (2, 32))
-    assert_close(model(tokens).logits, base_model(tokens).logits, atol=1e-5, rtol=1e-5)
+    assert_continuation_starts_as_its_base(
+        tmp_path, dict(qk_conv=(0, 1)), 0, lambda base: base.blocks[0].attn.conv_k.normal_())

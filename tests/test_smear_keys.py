@@ -10,8 +10,8 @@ from torch.testing import assert_close
 from fot_edu.config import ModelConfig, TrainConfig
 from fot_edu.model import FoTModel
 from fot_edu.smear import smear
-from fot_edu.streaming import stream_logits
 from fot_edu.training.checkpoint import load_model
+from carried import assert_continuation_starts_as_its_base, assert_training_streaming_and_prefill_agree
 
 
 def make(smear_keys=(0, 1), layers=(1,), position="none", seed=0):
@@ -70,23 +70,9 @@ def test_a_smear_share_of_one_computes_what_the_unsmeared_model_does():
 @pytest.mark.parametrize("position", ["none", "rope"])
 @pytest.mark.parametrize("smear_keys", [(0, 1, 2), (1,)])
 def test_crossbatch_streaming_and_prefill_store_and_read_the_same_smeared_keys(position, smear_keys):
-    model, n = make(smear_keys, position=position), 8
-    pairs = torch.randint(0, 30, (3, 2, n))
-    train = model(pairs, d=1, trace=True)
-    streamed = stream_logits(model, pairs.flatten(1), window=n, capacity=2 * n)
-    assert_close(streamed[:, :n], train.logits[:, 0], atol=1e-5, rtol=1e-5)
-    assert_close(streamed[:, n:], train.logits[:, 1], atol=1e-5, rtol=1e-5)
-    read, filled = model.new_memories(3, 2 * n), model.new_memories(3, 2 * n)
-    for j in range(2):
-        model(pairs[:, j], memories=read)
-        model.prefill(pairs[:, j], filled)
-    assert_close(filled[1].keys, read[1].keys)
+    model = make(smear_keys, position=position)
+    read, filled = assert_training_streaming_and_prefill_agree(model, 1, 30, traced=position == "none")
     assert_close(filled[1].smear_carry, read[1].smear_carry)
-    if position == "none":  # C_curr's keys as crossbatch attends them == what streaming stored
-        assert_close(read[1].keys[:, :, n:], train.traces[1].keys, atol=1e-6, rtol=1e-5)
-    query = torch.randint(0, 30, (3, n))
-    assert_close(model(query, memories=filled, add_to_memory=False).logits,
-                 model(query, memories=read, add_to_memory=False).logits)
 
 
 def test_the_carry_crosses_window_boundaries_and_a_new_document_starts_from_zeros():
@@ -111,20 +97,8 @@ def test_the_carry_crosses_window_boundaries_and_a_new_document_starts_from_zero
 def test_a_continuation_keeps_its_bases_smeared_keys_in_the_memory_layer(tmp_path):
     """The LongLLaMA recipe with a smeared base: the memory layer starts from the base's smear
     shares and, with nothing in memory, computes what the base computed; other shares refused."""
-    from fot_edu.training.checkpoint import save_checkpoint
-    from fot_edu.config import DataConfig
     from fot_edu.training.longllama import continuation_weights
-    base = TrainConfig(model=ModelConfig(d_model=32, n_heads=4, d_ff=64, n_layers=3, memory_layers=(),
-                                         memory_position="rope", smear_keys=(1,)),
-                       data=DataConfig(task="books", window=32), mode="plain", batch_size=4)
-    torch.manual_seed(0)
-    base_model = FoTModel(base.model).eval()
-    base_model.blocks[1].attn.smear_logit.data.normal_(0, 2)
-    save_checkpoint(tmp_path / "base.pt", base_model, base)
-    cfg = base.replace(model__memory_layers=(1,), mode="crossbatch", base=str(tmp_path / "base.pt"))
-    model = FoTModel(cfg.model).eval()
-    model.load_state_dict(continuation_weights(cfg))
-    tokens = torch.randint(0, 256, (2, 32))
-    assert_close(model(tokens).logits, base_model(tokens).logits, atol=1e-5, rtol=1e-5)
+    cfg = assert_continuation_starts_as_its_base(
+        tmp_path, dict(smear_keys=(1,)), 1, lambda base: base.blocks[1].attn.smear_logit.normal_(0, 2))
     with pytest.raises(ValueError, match=r"smear_keys=\(1,\) there, \(\) here"):
         continuation_weights(cfg.replace(model__smear_keys=()))
