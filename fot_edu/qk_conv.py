@@ -41,6 +41,7 @@ addition for scale, as smearing is: measured by ``experiments/copy_emergence.py 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 
 __all__ = ["causal_conv", "conv_window", "carried", "initial_weights"]
@@ -71,10 +72,13 @@ def causal_conv(x: torch.Tensor, weight: torch.Tensor, before: torch.Tensor | No
         before = x.new_zeros(tail)
     elif before.shape != tail:
         raise ValueError(f"before must be (b, h, W - 1, dh) = {tuple(tail)}, got {tuple(before.shape)}")
+    b, h, _, dh = x.shape
     padded = torch.cat([before.to(x.dtype), x], dim=2)  # W - 1 tokens before the first
-    weight = weight.to(x.dtype)
-    return sum(weight[None, :, None, :, s] * padded[:, :, width - 1 - s: width - 1 - s + n]
-               for s in range(width))
+    # one depthwise conv1d over the h * dh channels; conv1d correlates (out[t] = sum_k w[k] *
+    # in[t + k]), so tap s, which multiplies token t - s, sits at k = W - 1 - s: flipped
+    channels = padded.transpose(2, 3).reshape(b, h * dh, n + width - 1)
+    taps = weight.to(x.dtype).reshape(h * dh, 1, width).flip(-1)
+    return F.conv1d(channels, taps, groups=h * dh).view(b, h, dh, n).transpose(2, 3)
 
 
 def carried(memory, x: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor] | None:
