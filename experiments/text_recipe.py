@@ -12,7 +12,8 @@ steps, with ``text-d1``'s and ``text-fot``'s settings (lr 1e-3, 20 warm-up steps
 then 4 from a quarter of the steps, 8 from half). ``--data``: what the continuations read:
 ``plain`` book pairs; ``strings`` (half the rows carry a string written twice inside a window);
 ``cross`` (half the rows carry a string in ``C_prev`` that recurs in ``C_curr``: only reading
-the previous window predicts it): the ``DataConfig.repeats`` mixes of ``fot_edu.data.repeats``.
+the previous window predicts it); ``cross-phrase`` (the same with the 24 bytes of text before the
+string copied with it, a passkey's shape): the ``DataConfig.repeats`` mixes of ``fot_edu.data.repeats``.
 
 Measured, per model: the copy gap (random and text spans), induction scores per layer and head;
 the base's passkey at 1x without memory, its learned smear shares and its copying with the
@@ -44,7 +45,8 @@ from fot_edu.training.objective import with_task_vocab
 from fot_edu.training.presets import preset
 from fot_edu.training.train import Trainer, starting_weights
 
-DATA = {"plain": (), "strings": ((0, "strings"),), "cross": ((0, "cross"),)}  # DataConfig.repeats
+DATA = {"plain": (), "strings": ((0, "strings"),), "cross": ((0, "cross"),),  # DataConfig.repeats
+        "cross-phrase": ((0, "cross-phrase"),)}
 MEMORY_TOKENS = (0, 1024, 4096, 16384)
 
 

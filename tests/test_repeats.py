@@ -115,3 +115,22 @@ def test_schedules_need_a_byte_corpus_and_no_stream_and_survive_json():
     cfg = CFG.replace(data__repeats=((0, "synthetic"), (800, "strings")))
     again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again.data.repeats == ((0, "synthetic"), (800, "strings")) and again == cfg
+
+
+def test_a_lead_copies_the_phrase_before_the_first_copy_with_it():
+    batch = training_batch(CFG.data, "train", 8, step=3)
+    plain = with_repeats(batch, 1.0, np.random.default_rng(0), lengths=(20, 20), across=True)
+    led = with_repeats(batch, 1.0, np.random.default_rng(0), lengths=(20, 20), across=True, lead=12)
+    for row in range(8):
+        prev, curr = led.tokens[row, 0].tolist(), led.tokens[row, 1].tolist()
+        hits = [(i, k) for i in range(len(curr) - 31) for k in range(len(prev) - 31)
+                if curr[i:i + 32] == prev[k:k + 32]]
+        assert hits, "12 bytes of C_prev's text and the 20-byte string after them recur in C_curr"
+        i, k = hits[0]
+        assert prev[k:k + 12] == batch.tokens[row, 0, k:k + 12].tolist()  # the lead: C_prev's own text
+        assert all(PRINTABLE[0] <= c < PRINTABLE[1] for c in prev[k + 12:k + 32])
+    again = with_repeats(batch, 1.0, np.random.default_rng(0), lengths=(20, 20), across=True, lead=0)
+    assert torch.equal(again.tokens, plain.tokens)  # lead=0: the plain cross mix
+    for bad in (dict(lead=-1, across=True), dict(lead=4), dict(lead=240, across=True)):
+        with pytest.raises(ValueError, match=f"lead={bad['lead']!r} is not allowed"):
+            with_repeats(batch, 1.0, np.random.default_rng(0), lengths=(20, 20), **bad)

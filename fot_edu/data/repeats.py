@@ -29,11 +29,12 @@ MIXES = {  # the arguments of with_repeats for each mix a DataConfig.repeats sch
     "synthetic": dict(share=1.0, background="random"),  # every row: random bytes, a string twice
     "strings": dict(share=0.5),  # half the rows: a string twice inside each window of book text
     "cross": dict(share=0.5, across=True),  # half the rows: a string in C_prev, again in C_curr
+    "cross-phrase": dict(share=0.5, across=True, lead=24),  # ... with the 24 bytes before it
 }
 
 
 def with_repeats(batch: Batch, share: float, rng: np.random.Generator, *, lengths=(16, 64),
-                 background: str = "text", across: bool = False) -> Batch:
+                 background: str = "text", across: bool = False, lead: int = 0) -> Batch:
     """``batch`` with a random string written twice into every window of a ``share`` of its rows.
 
     In each chosen window a string of ``L`` random printable bytes (``L`` uniform in
@@ -43,7 +44,10 @@ def with_repeats(batch: Batch, share: float, rng: np.random.Generator, *, length
     ``"random"`` replaces it with random bytes too (the rows then teach nothing but copying).
     ``across=True`` writes the first copy into window ``j - 1`` and the second into window ``j``
     instead (for pairs: ``C_prev``, then ``C_curr``), so that only reading the window before (a
-    memory layer's job) predicts the second copy.
+    memory layer's job) predicts the second copy. ``lead`` (with ``across``): the ``lead`` bytes
+    before the first copy are copied with it, so the second copy is a phrase of ``C_prev``
+    followed by the random string; reading the phrase back from memory predicts the string from
+    its first byte on (a passkey's shape: "The pass key is", then the number).
     Targets follow the tokens (the next byte of the row). Returns a new batch; ``rng`` decides
     everything, so a seeded generator makes the same batch again.
     """
@@ -58,21 +62,24 @@ def with_repeats(batch: Batch, share: float, rng: np.random.Generator, *, length
     if not (isinstance(low, int) and 1 <= low <= high and 2 * high <= n):
         raise ValueError(f"lengths={lengths!r} is not allowed with window={n}: 1 <= low <= high "
                          f"and two strings of the longest length must fit (2 * high <= {n})")
+    if not (isinstance(lead, int) and lead >= 0 and (lead == 0 or across) and lead + high <= n):
+        raise ValueError(f"lead={lead!r} is not allowed: an integer >= 0, with across=True, and "
+                         f"lead + the longest string <= the window ({n})")
     flat = torch.cat([batch.tokens.reshape(b, -1), batch.targets.reshape(b, -1)[:, -1:]], 1).clone()
     for row in np.flatnonzero(rng.random(b) < share):
         if background == "random":
             flat[row] = torch.from_numpy(rng.integers(*PRINTABLE, flat.shape[1]))
         for j in range(1 if across else 0, w):
             size = int(rng.integers(low, high + 1))
-            if across:  # anywhere in window j - 1, then anywhere in window j
-                first = (j - 1) * n + int(rng.integers(0, n - size + 1))
-                second = j * n + int(rng.integers(0, n - size + 1))
+            if across:  # anywhere in window j - 1 (after its lead), then anywhere in window j
+                first = (j - 1) * n + int(rng.integers(lead, n - size + 1))
+                second = j * n + int(rng.integers(0, n - size - lead + 1))
             else:
                 first = j * n + int(rng.integers(0, n - 2 * size + 1))
                 second = int(rng.integers(first + size, j * n + n - size + 1))
             string = torch.from_numpy(rng.integers(*PRINTABLE, size))
             flat[row, first:first + size] = string
-            flat[row, second:second + size] = string
+            flat[row, second:second + lead + size] = flat[row, first - lead:first + size]
     return Batch(flat[:, :-1].reshape(b, w, n), flat[:, 1:].reshape(b, w, n), batch.doc_ids,
                  batch.offsets)
 
