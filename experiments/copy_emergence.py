@@ -6,9 +6,9 @@
     python experiments/copy_emergence.py --arm curriculum --steps 1600 --smear-keys 2 --save runs/base.pt
 
 LongLLaMA's recipe extends a skill its base already has: finding an earlier occurrence and
-copying what followed (``fot_edu.evaluation.copying``). ``text-vanilla`` does not have it after its 2000
+copying what followed (``fot_edu.evaluation.copying``). ``text-plain-vanilla`` does not have it after its 2000
 steps of book text (``results/records/text-diagnostic-cpu.json``). This script trains the same
-model (the ``text-vanilla`` preset: same architecture, optimiser and schedule, from scratch) on
+model (the ``text-plain-vanilla`` preset: same architecture, optimiser and schedule, from scratch) on
 data that rewards copying as much as data can, and measures the copy gap on held-out book text
 and on random strings every ``--every`` steps, then passkey at 1x without memory (50 prompts):
 
@@ -19,6 +19,10 @@ and on random strings every ``--every`` steps, then passkey at 1x without memory
   pays, but text statistics compete for the same steps.
 * ``curriculum``: copy first: ``synthetic`` for the first ``--synthetic-steps`` (800), then
   ``strings``, under one learning-rate schedule.
+* ``phrases``: book text in which half the rows carry a phrase of 24 bytes of text and a random
+  string after it, twice in a window: finding the phrase again predicts the string from its first
+  byte on, as finding "The pass key is" predicts a passkey's first digit. ``phrase-curriculum``:
+  ``synthetic`` first, then ``phrases``.
 
 Each arm is a ``DataConfig.repeats`` schedule (``fot_edu.data.repeats``), so a preset can name it.
 
@@ -48,13 +52,14 @@ from fot_edu.training.objective import with_task_vocab
 from fot_edu.training.presets import preset
 from fot_edu.training.train import Trainer
 
-ARMS = ("curriculum", "strings", "synthetic")  # the curriculum: synthetic, then strings
+ARMS = ("curriculum", "phrase-curriculum", "strings", "synthetic", "phrases")
+CURRICULA = {"curriculum": "strings", "phrase-curriculum": "phrases"}  # synthetic first, then this
 
 
 def schedule(arm: str, synthetic_steps: int) -> tuple:
     """The arm as a ``DataConfig.repeats`` schedule (``fot_edu.data.repeats.MIXES``)."""
-    if arm == "curriculum":
-        return ((0, "synthetic"), (synthetic_steps, "strings"))
+    if arm in CURRICULA:
+        return ((0, "synthetic"), (synthetic_steps, CURRICULA[arm]))
     return ((0, arm),)
 
 
@@ -88,7 +93,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    base = preset("text-vanilla")
+    base = preset("text-plain-vanilla")
     cfg = with_task_vocab(base.replace(steps=args.steps, eval_every=args.steps, checkpoint_every=args.steps,
                                        model__smear_keys=args.smear_keys, model__qk_conv=args.qk_conv,
                                        model__qk_conv_width=args.qk_conv_width,
@@ -101,7 +106,7 @@ def main(argv=None) -> int:
         f"--every {args.every}" + (" --device cuda" if gpu else "")
         + (f" --smear-keys {smear}" if smear else "") + (f" --qk-conv {conv}" if conv else "")
         + (f" --qk-conv-width {args.qk_conv_width}" if args.qk_conv_width != 4 else "")
-        + (f" --synthetic-steps {args.synthetic_steps}" if args.arm == "curriculum" else "")))
+        + (f" --synthetic-steps {args.synthetic_steps}" if args.arm in CURRICULA else "")))
     curve = [{"step": 0, **probe(trainer.model, cfg)}]
     name = (f"copy-emergence-{args.arm}" + (f"-smear{smear.replace(',', '')}" if smear else "")
             + (f"-qkconv{conv.replace(',', '')}" if conv else "")
@@ -113,7 +118,7 @@ def main(argv=None) -> int:
         """The record so far: written after every probe, so a run cut short keeps its curve
         (``"finished": false`` and no passkey until the last step)."""
         write_record(out, recording, arm={args.arm: cfg.data.repeats},
-                     config="text-vanilla preset, from scratch, steps=%d, smear_keys=%s, qk_conv=%s, qk_conv_width=%d"
+                     config="text-plain-vanilla preset, from scratch, steps=%d, smear_keys=%s, qk_conv=%s, qk_conv_width=%d"
                             % (args.steps, list(args.smear_keys), list(args.qk_conv), args.qk_conv_width),
                      curve=curve, passkey_1x_no_memory=passkey, finished=passkey is not None)
 

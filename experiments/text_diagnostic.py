@@ -6,13 +6,16 @@
    earlier occurrence of what it reads and takes what followed. A model that cannot do that
    inside its own window has nothing for a memory layer to extend (``fot_edu.evaluation.copying.copy_gap``:
    64 rows of 100 bytes of held-out book text, 56 other bytes, the same 100 bytes again, all in
-   one window; the loss on the second copy against the first; bootstrap over the rows).
+   one window; the loss on the second copy against the first; bootstrap over the rows); the same
+   with spans of random printable bytes (``random_copying``), which nothing but copying predicts;
+   and the induction score of every layer and head (``copying.induction_scores``: where copying lives).
 2. **Where a memory layer's attention goes** (crossbatch reading, d = 8, the held-out pairs of
    ``distraction.distraction_summary``): the share of the layer's attention on local keys and on the
    memory (the 8 previous windows), r_8 (own previous window's share of the memory part), and
    the largest weight any query gives one memory key.
 
-Models: fot_edu/shipped/checkpoints/text-* by default (``--runs DIR`` reads DIR/NAME/checkpoint.pt).
+Models: the six shipped ``text-*`` checkpoints by default, the copying base and its continuations and
+the plain-key negative control (``--runs DIR`` reads DIR/NAME/checkpoint.pt).
 """
 from __future__ import annotations
 
@@ -24,12 +27,12 @@ from pathlib import Path
 import torch
 
 from fot_edu.data.batches import training_batch
-from fot_edu.evaluation.copying import copy_gap
+from fot_edu.evaluation.copying import copy_gap, induction_scores
 from fot_edu.evaluation.distraction import distraction_summary
 from fot_edu.evaluation.records import RECORDS_DIR, Recording, write_record
 from fot_edu.training.checkpoint import load_model
 
-NAMES = ("text-vanilla", "text-d1", "text-fot")
+NAMES = ("text-plain-vanilla", "text-plain-d1", "text-plain-fot", "text-vanilla", "text-d1", "text-fot")
 
 
 @torch.no_grad()
@@ -55,7 +58,8 @@ def main(argv=None) -> int:
     results = {}
     for name in NAMES:
         model, cfg = load_model(args.runs / name / "checkpoint.pt" if args.runs else name)
-        results[name] = {"copying": copy_gap(model, cfg)}
+        results[name] = {"copying": copy_gap(model, cfg), "random_copying": copy_gap(model, cfg, content="random"),
+                         "induction": induction_scores(model)}
         if model.cfg.memory_layers:
             results[name]["memory_attention"] = memory_attention(model, cfg)
         print(name, json.dumps(results[name]))

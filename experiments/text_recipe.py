@@ -6,7 +6,7 @@ every figure of the issue's targets, recorded.
 
 The base is any vanilla ``books`` checkpoint of the ``text-vanilla`` architecture (``--save`` of
 ``experiments/copy_emergence.py``: e.g. the copy-first curriculum, with or without smeared keys).
-Its layers ``--memory-layers`` (default 2, as ``text-d1``/``text-fot``) become LongLLaMA memory
+Its layers ``--memory-layers`` (default 2, as ``text-plain-d1``/``-fot``; the shipped ``text-d1``/``text-fot``: 0) become LongLLaMA memory
 layers (RoPE kept, ``fot_edu.training.longllama``) and two continuations train for 10% of the base's
 steps, with ``text-d1``'s and ``text-fot``'s settings (lr 1e-3, 20 warm-up steps; FoT: d = 1,
 then 4 from a quarter of the steps, 8 from half). ``--data``: what the continuations read:

@@ -15,7 +15,7 @@ MEMORY_POSITIONS = ("none", "rope")  # memory layers: position-free (unit q, k, 
 # LongLLaMA's (RoPE kept in the window, memory keys as if at position 0, plain dot products)
 TASKS = ("dictionary", "code", "books", "proofs", "retrieval")
 BYTE_CORPORA = ("code", "books", "proofs")  # tasks of plain bytes (repeated strings fit in)
-REPEAT_MIXES = ("none", "synthetic", "strings", "cross", "cross-phrase")  # fot_edu.data.repeats.MIXES
+REPEAT_MIXES = ("none", "synthetic", "strings", "cross", "cross-phrase", "phrases")  # fot_edu.data.repeats.MIXES
 NEGATIVE_KINDS = ("neighbours", "hard")
 TRAIN_MODES = ("crossbatch", "plain", "stream")  # stream: windows in order, memory of earlier ones
 CROSSBATCH_SCOPES = ("local", "global")  # several processes: negatives from the own rank or all

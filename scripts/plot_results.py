@@ -26,7 +26,7 @@ from fot_edu.training.presets import preset  # noqa: E402
 
 RESULTS = RESULTS_DIR / "checkpoints.json"
 STYLE = {"fot": ("#1f77b4", "-o"), "d1": ("#d62728", "-s"), "mt": ("#9467bd", "-^"),
-         "vanilla": ("#7f7f7f", "--x")}
+         "vanilla": ("#7f7f7f", "--x"), "plain": ("#8c564b", ":v")}
 LABELS = {"fot": "FoT (crossbatch, d ramped to 8)", "d1": "d = 1 (no negatives)",
           "mt": "Memorizing Transformer", "vanilla": "vanilla (no memory)"}
 
@@ -107,6 +107,7 @@ def passkey(results: dict, ax) -> bool:
 TEXT = (("text-fot", "fot", "text-fot: FoT continuation (d ramped to 8)"),
         ("text-d1", "d1", "text-d1: d = 1 continuation"),
         ("text-vanilla", "vanilla", "text-vanilla: the base (no memory layer)"))
+CONTROL = ("text-plain-fot", "plain", "text-plain-fot: FoT from a base that cannot copy")
 
 
 def _with_intervals(ax, rec: dict, metric: str, kind: str, label: str, positions=None) -> bool:
@@ -130,7 +131,7 @@ def text_memory(results: dict, ax) -> bool:
     """§5.1 at classroom scale: what a single-document memory takes off book perplexity, paired
     (the same tokens with and without memory; across books perplexity differs far more)."""
     drawn = [_with_intervals(ax, results.get(name), "memory_drop", kind, label)
-             for name, kind, label in TEXT[:2]]
+             for name, kind, label in (*TEXT[:2], CONTROL)]
     ax.axhline(0, color="black", lw=1)
     ax.axhline(0.05, color="#1f77b4", ls=":", lw=1, label="the issue's target for FoT at 16k")
     ax.set(xscale="log", xlabel="memory of the book's own earlier text (tokens)",
@@ -192,11 +193,11 @@ def copy_emergence(records: Path, ax) -> bool:
         return False
     diagnostic = records / "text-diagnostic-cpu.json"
     if diagnostic.exists():
-        base = json.loads(diagnostic.read_text())["results"]["text-vanilla"]["copying"]
+        base = json.loads(diagnostic.read_text())["results"]["text-plain-vanilla"]["copying"]
         low, high = base["gap_ci95"]
-        ax.errorbar([preset("text-vanilla").steps], [base["gap"]],
+        ax.errorbar([preset("text-plain-vanilla").steps], [base["gap"]],
                     yerr=[[base["gap"] - low], [high - base["gap"]]], fmt="x", color="#7f7f7f",
-                    capsize=2, label="books only (text-vanilla): text spans")
+                    capsize=2, label="books only (text-plain-vanilla): text spans")
     ax.axhline(0, color="black", lw=1)
     rows = curve[0]["text"]["rows"]
     ax.set(xlabel="training steps (batch 16, window 256); legend: training data",

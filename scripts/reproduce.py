@@ -33,7 +33,8 @@ from fot_edu.training.train import train
 
 PRESETS = ["dict-fot", "dict-d1", "dict-vanilla", "dict-mt",
            "code-fot", "code-d1", "code-vanilla", "code-mt", "passkey-fot",
-           "text-vanilla", "text-d1", "text-fot"]  # text-vanilla first: the others continue it
+           "text-vanilla", "text-d1", "text-fot",  # a base first: the others continue it
+           "text-plain-vanilla", "text-plain-d1", "text-plain-fot"]
 RESULTS = RESULTS_DIR / "checkpoints.json"
 PASSKEY_LENGTHS = ("1x", "4x", "16x", "32x", "64x")
 PASSKEY_TRIALS = 50  # prompts per length, the same for every reading

@@ -12,7 +12,7 @@ from fot_edu.model import FoTModel
 from fot_edu.training.objective import with_task_vocab
 from fot_edu.training.presets import preset
 
-CFG = with_task_vocab(preset("text-vanilla"))
+CFG = with_task_vocab(preset("text-plain-vanilla"))
 
 
 class Copier(torch.nn.Module):

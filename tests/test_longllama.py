@@ -117,12 +117,30 @@ def test_a_continuation_starts_from_its_base_with_memory_layers_added(tmp_path):
         continuation_weights(cfg.replace(base=None))
 
 
-def test_the_text_presets_are_a_base_and_two_short_continuations_of_it():
+@pytest.mark.parametrize("family", ["text", "text-plain"])
+def test_the_text_presets_are_a_base_and_two_short_continuations_of_it(family):
+    import dataclasses
+
+    from fot_edu.training.presets import preset
+    base = preset(f"{family}-vanilla")
+    for name in (f"{family}-d1", f"{family}-fot"):
+        cfg = preset(name)
+        assert cfg.base == f"{family}-vanilla" and cfg.steps <= base.steps // 10
+        assert cfg.model.memory_position == "rope" and cfg.model.memory_layers
+        # the base's architecture with memory layers added; the same corpus and windows
+        assert dataclasses.replace(cfg.model, memory_layers=()) == base.model
+        assert (cfg.data.task, cfg.data.window) == (base.data.task, base.data.window)
+    assert preset(f"{family}-d1").d == 1
+    assert preset(f"{family}-fot").d_at(preset(f"{family}-fot").steps) > 1
+
+
+def test_the_copying_base_learns_to_copy_first_and_its_continuations_read_repeats_across_windows():
+    """text-vanilla: convolved queries and keys, copying data first; its continuations' memory
+    layer is layer 0 (where its copying formed) and their data repeats strings across windows."""
     from fot_edu.training.presets import preset
     base = preset("text-vanilla")
+    assert base.model.qk_conv == (0, 1, 2, 3) and base.data.repeats[0] == (0, "synthetic")
+    assert preset("text-plain-vanilla").model.qk_conv == () and not preset("text-plain-vanilla").data.repeats
     for name in ("text-d1", "text-fot"):
-        cfg = preset(name)
-        assert cfg.base == "text-vanilla" and cfg.steps <= base.steps // 10
-        assert cfg.model.memory_position == "rope" and cfg.model.memory_layers
-        assert cfg.data == base.data
-    assert preset("text-d1").d == 1 and preset("text-fot").d_at(preset("text-fot").steps) > 1
+        assert preset(name).model.memory_layers == (0,)
+        assert preset(name).data.repeats == ((0, "cross-phrase"),)

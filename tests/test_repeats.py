@@ -12,7 +12,7 @@ from fot_edu.data.repeats import MIXES, PRINTABLE, scheduled_repeats, with_repea
 from fot_edu.training.objective import default_batch_fn, with_task_vocab
 from fot_edu.training.presets import preset
 
-CFG = with_task_vocab(preset("text-vanilla"))
+CFG = with_task_vocab(preset("text-plain-vanilla"))
 
 
 def repeats(share, seed=0, background="text", lengths=(16, 64)):
@@ -131,6 +131,25 @@ def test_a_lead_copies_the_phrase_before_the_first_copy_with_it():
         assert all(PRINTABLE[0] <= c < PRINTABLE[1] for c in prev[k + 12:k + 32])
     again = with_repeats(batch, 1.0, np.random.default_rng(0), lengths=(20, 20), across=True, lead=0)
     assert torch.equal(again.tokens, plain.tokens)  # lead=0: the plain cross mix
-    for bad in (dict(lead=-1, across=True), dict(lead=4), dict(lead=240, across=True)):
+    for bad in (dict(lead=-1, across=True), dict(lead=110), dict(lead=240, across=True)):
         with pytest.raises(ValueError, match=f"lead={bad['lead']!r} is not allowed"):
             with_repeats(batch, 1.0, np.random.default_rng(0), lengths=(20, 20), **bad)
+
+
+def test_a_lead_inside_one_window_copies_phrase_and_string_later_in_the_same_window():
+    """The ``phrases`` mix: 24 bytes of text and the string after them, written again later in the
+    same window; with ``lead=0`` the batch is the ``strings`` mix's, bit for bit."""
+    batch = training_batch(CFG.data, "train", 8, step=5)
+    led = with_repeats(batch, 1.0, np.random.default_rng(1), lengths=(20, 20), lead=24)
+    for row in range(8):
+        for j in range(batch.tokens.shape[1]):
+            win = led.tokens[row, j].tolist()
+            hits = [(i, k) for k in range(len(win) - 43) for i in range(k + 44, len(win) - 43)
+                    if win[i:i + 44] == win[k:k + 44]]
+            assert hits, "a phrase of 24 bytes and a 20-byte string recur in the same window"
+            i, k = hits[0]
+            assert win[k:k + 24] == batch.tokens[row, j, k:k + 24].tolist()  # the lead: the window's own text
+            assert all(PRINTABLE[0] <= c < PRINTABLE[1] for c in win[k + 24:k + 44])
+    same = with_repeats(batch, 1.0, np.random.default_rng(1), lengths=(20, 20), lead=0)
+    plain = with_repeats(batch, 1.0, np.random.default_rng(1), lengths=(20, 20))
+    assert torch.equal(same.tokens, plain.tokens) and torch.equal(same.targets, plain.targets)

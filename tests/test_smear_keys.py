@@ -51,7 +51,7 @@ def test_smear_keys_is_validated_and_survives_a_json_round_trip():
 
 def test_off_by_default_and_shipped_checkpoints_load_without_the_parameter():
     assert ModelConfig().smear_keys == ()
-    model, cfg = load_model("text-vanilla")
+    model, cfg = load_model("text-plain-vanilla")
     assert cfg.model.smear_keys == () and not any("smear" in k for k in model.state_dict())
 
 

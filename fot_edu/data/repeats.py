@@ -30,6 +30,7 @@ MIXES = {  # the arguments of with_repeats for each mix a DataConfig.repeats sch
     "strings": dict(share=0.5),  # half the rows: a string twice inside each window of book text
     "cross": dict(share=0.5, across=True),  # half the rows: a string in C_prev, again in C_curr
     "cross-phrase": dict(share=0.5, across=True, lead=24),  # ... with the 24 bytes before it
+    "phrases": dict(share=0.5, lead=24),  # half the rows: a phrase and a string, twice in a window
 }
 
 
@@ -44,9 +45,9 @@ def with_repeats(batch: Batch, share: float, rng: np.random.Generator, *, length
     ``"random"`` replaces it with random bytes too (the rows then teach nothing but copying).
     ``across=True`` writes the first copy into window ``j - 1`` and the second into window ``j``
     instead (for pairs: ``C_prev``, then ``C_curr``), so that only reading the window before (a
-    memory layer's job) predicts the second copy. ``lead`` (with ``across``): the ``lead`` bytes
-    before the first copy are copied with it, so the second copy is a phrase of ``C_prev``
-    followed by the random string; reading the phrase back from memory predicts the string from
+    memory layer's job) predicts the second copy. ``lead``: the ``lead`` bytes before the first
+    copy are copied with it, so the second copy is a phrase of text (of ``C_prev``, with
+    ``across``) followed by the random string; finding the phrase again predicts the string from
     its first byte on (a passkey's shape: "The pass key is", then the number).
     Targets follow the tokens (the next byte of the row). Returns a new batch; ``rng`` decides
     everything, so a seeded generator makes the same batch again.
@@ -62,9 +63,10 @@ def with_repeats(batch: Batch, share: float, rng: np.random.Generator, *, length
     if not (isinstance(low, int) and 1 <= low <= high and 2 * high <= n):
         raise ValueError(f"lengths={lengths!r} is not allowed with window={n}: 1 <= low <= high "
                          f"and two strings of the longest length must fit (2 * high <= {n})")
-    if not (isinstance(lead, int) and lead >= 0 and (lead == 0 or across) and lead + high <= n):
-        raise ValueError(f"lead={lead!r} is not allowed: an integer >= 0, with across=True, and "
-                         f"lead + the longest string <= the window ({n})")
+    room = lead + high if across else 2 * (lead + high)  # what one window must hold
+    if not (isinstance(lead, int) and lead >= 0 and room <= n):
+        raise ValueError(f"lead={lead!r} is not allowed: an integer >= 0 with the phrase and the "
+                         f"longest string {'' if across else 'twice '}in a window of {n}")
     flat = torch.cat([batch.tokens.reshape(b, -1), batch.targets.reshape(b, -1)[:, -1:]], 1).clone()
     for row in np.flatnonzero(rng.random(b) < share):
         if background == "random":
@@ -74,9 +76,9 @@ def with_repeats(batch: Batch, share: float, rng: np.random.Generator, *, length
             if across:  # anywhere in window j - 1 (after its lead), then anywhere in window j
                 first = (j - 1) * n + int(rng.integers(lead, n - size + 1))
                 second = j * n + int(rng.integers(0, n - size - lead + 1))
-            else:
-                first = j * n + int(rng.integers(0, n - 2 * size + 1))
-                second = int(rng.integers(first + size, j * n + n - size + 1))
+            else:  # second: where the copied phrase starts (lead bytes before the string)
+                first = j * n + int(rng.integers(lead, n - 2 * size - lead + 1))
+                second = int(rng.integers(first + size + lead, j * n + n - size + 1)) - lead
             string = torch.from_numpy(rng.integers(*PRINTABLE, size))
             flat[row, first:first + size] = string
             flat[row, second:second + lead + size] = flat[row, first - lead:first + size]

@@ -46,22 +46,34 @@ def _code(kind: str, **kw) -> TrainConfig:
     return _small("code", 128, kind, **{"steps": 750, **kw})
 
 
-_TEXT_STEPS = 2000  # the base model's steps; a continuation trains 10% of them (LongLLaMA: < 10%)
-_TEXT_FOT_SCHEDULE = ((0, 1), (50, 4), (100, 8))
+_TEXT_STEPS = 1600  # the base model's steps; a continuation trains 10% of them (LongLLaMA: < 10%)
+_TEXT_FOT_SCHEDULE = ((0, 1), (40, 4), (80, 8))  # d raised at a quarter and half of the steps
+_PLAIN_STEPS = 2000  # the negative control's base: plain keys, book text only
+_PLAIN_FOT_SCHEDULE = ((0, 1), (50, 4), (100, 8))
 
 
 def _text(memory_layers, **kw) -> TrainConfig:
     """Byte-level book text (``books``, windows of 256 bytes), 4 layers, RoPE everywhere."""
     model = ModelConfig(n_layers=4, d_model=128, n_heads=4, d_ff=256, memory_layers=memory_layers,
                         memory_position="rope")
+    nested = {k: kw.pop(k) for k in list(kw) if "__" in k}  # e.g. data__repeats
     return TrainConfig(model=model, data=DataConfig(task="books", window=256), batch_size=16,
-                       **{"steps": _TEXT_STEPS, **kw})
+                       **{"steps": _PLAIN_STEPS, **kw}).replace(**nested)
 
 
-def _text_continued(**kw) -> TrainConfig:
-    """``text-vanilla`` continued for 10% of its steps with layer 2 a memory layer."""
-    return _text(memory_layers=(2,), base="text-vanilla", steps=_TEXT_STEPS // 10, lr=1e-3,
-                 warmup_steps=20, eval_every=50, checkpoint_every=50, **kw)
+def _copying(memory_layers, **kw) -> TrainConfig:
+    """``_text`` whose every layer convolves its queries and keys over the last 8 bytes
+    (``fot_edu.qk_conv``): the previous-token circuit copying needs, which this small model does not
+    find within its steps otherwise (``results/records/copy-emergence-*``)."""
+    cfg = _text(memory_layers, **kw)
+    return cfg.replace(model__qk_conv=(0, 1, 2, 3), model__qk_conv_width=8)
+
+
+def _continued(base: str, steps: int, memory_layers, **kw) -> TrainConfig:
+    """A LongLLaMA continuation of ``base`` for 10% of its steps (``fot_edu.training.longllama``)."""
+    build = _copying if base == "text-vanilla" else _text
+    return build(memory_layers, base=base, steps=steps // 10, lr=1e-3, warmup_steps=20,
+                 eval_every=50, checkpoint_every=50, **kw)
 
 
 PRESETS: dict[str, callable] = {
@@ -80,13 +92,25 @@ PRESETS: dict[str, callable] = {
         model=ModelConfig(n_layers=4, d_model=128, n_heads=4, d_ff=256, memory_layers=(2,)),
         data=DataConfig(task="retrieval", window=256, entries_per_window=3),
         d_schedule=((0, 1), (300, 2), (500, 4), (700, 8)), batch_size=16, steps=2000),
-    # the LongLLaMA recipe at classroom scale (fot_edu.training.longllama): a byte-level vanilla model of
-    # book text, then two short continuations of it (10% of its steps) whose layer 2 became a
-    # memory layer (RoPE kept, memory keys at position 0): d = 1 and FoT. CPU presets: their
-    # training times on a 2-core CPU are in results/checkpoints.json.
-    "text-vanilla": lambda: _text(memory_layers=(), mode="plain"),
-    "text-d1": lambda: _text_continued(d=1),
-    "text-fot": lambda: _text_continued(d_schedule=_TEXT_FOT_SCHEDULE),
+    # the LongLLaMA recipe at classroom scale (fot_edu.training.longllama). text-vanilla: a byte-level
+    # model of book text that copies: convolved queries and keys, and a copy-first curriculum
+    # (fot_edu.data.repeats: random strings written twice, then book text with strings in half the
+    # rows). text-d1 / text-fot continue it for 10% of its steps with layer 0, where its copying
+    # formed, a memory layer (RoPE kept, memory keys at position 0), on book pairs half of whose rows
+    # repeat a phrase of C_prev and the string after it in C_curr. text-plain-*: the same recipe from
+    # a base of plain keys and plain text, which never learns to copy (layer 2 the memory layer):
+    # the negative control. CPU presets: their training times on a 2-core CPU are in
+    # results/checkpoints.json.
+    "text-vanilla": lambda: _copying((), mode="plain", steps=_TEXT_STEPS,
+                                     data__repeats=((0, "synthetic"), (800, "strings"))),
+    "text-d1": lambda: _continued("text-vanilla", _TEXT_STEPS, (0,), d=1,
+                                  data__repeats=((0, "cross-phrase"),)),
+    "text-fot": lambda: _continued("text-vanilla", _TEXT_STEPS, (0,), d_schedule=_TEXT_FOT_SCHEDULE,
+                                   data__repeats=((0, "cross-phrase"),)),
+    "text-plain-vanilla": lambda: _text(memory_layers=(), mode="plain"),
+    "text-plain-d1": lambda: _continued("text-plain-vanilla", _PLAIN_STEPS, (2,), d=1),
+    "text-plain-fot": lambda: _continued("text-plain-vanilla", _PLAIN_STEPS, (2,),
+                                         d_schedule=_PLAIN_FOT_SCHEDULE),
     # smoke-sized: seconds on a CPU, used by tests and FOT_EDU_FAST=1
     "tiny-fot": lambda: TrainConfig(
         model=ModelConfig(n_layers=2, d_model=32, n_heads=2, d_ff=64, memory_layers=(1,)),
