@@ -9,13 +9,15 @@
    one window; the loss on the second copy against the first; bootstrap over the rows); the same
    with spans of random printable bytes (``random_copying``), which nothing but copying predicts;
    and the induction score of every layer and head (``copying.induction_scores``: where copying lives).
+   Passkey inside one window (``passkey_in_window``: 50 prompts of one window's length, memory
+   off): copying that starts after a phrase of text, as a passkey's first digit must.
 2. **Where a memory layer's attention goes** (crossbatch reading, d = 8, the held-out pairs of
    ``distraction.distraction_summary``): the share of the layer's attention on local keys and on the
    memory (the 8 previous windows), r_8 (own previous window's share of the memory part), and
    the largest weight any query gives one memory key.
 
 Models: the six shipped ``text-*`` checkpoints by default, the copying base and its continuations and
-the plain-key negative control (``--runs DIR`` reads DIR/NAME/checkpoint.pt).
+the plain-key negative control (``--runs DIR`` reads DIR/NAME/checkpoint.pt; ``--names`` chooses).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ import torch
 from fot_edu.data.batches import training_batch
 from fot_edu.evaluation.copying import copy_gap, induction_scores
 from fot_edu.evaluation.distraction import distraction_summary
+from fot_edu.evaluation.passkey import passkey_accuracy
 from fot_edu.evaluation.records import RECORDS_DIR, Recording, write_record
 from fot_edu.training.checkpoint import load_model
 
@@ -51,15 +54,18 @@ def memory_attention(model, cfg, d: int = 8) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=Path, help="read DIR/NAME/checkpoint.pt instead of the shipped")
+    parser.add_argument("--names", default=",".join(NAMES), help="models, separated by commas (default: all six)")
     parser.add_argument("--out", type=Path, default=RECORDS_DIR / "text-diagnostic-cpu.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     recording = Recording(seed=0)
     results = {}
-    for name in NAMES:
+    for name in args.names.split(","):
         model, cfg = load_model(args.runs / name / "checkpoint.pt" if args.runs else name)
         results[name] = {"copying": copy_gap(model, cfg), "random_copying": copy_gap(model, cfg, content="random"),
-                         "induction": induction_scores(model)}
+                         "induction": induction_scores(model),
+                         "passkey_in_window": passkey_accuracy(model, cfg, [str(cfg.data.window)], trials=50,
+                                                               memory=False)}
         if model.cfg.memory_layers:
             results[name]["memory_attention"] = memory_attention(model, cfg)
         print(name, json.dumps(results[name]))

@@ -160,7 +160,9 @@ def text_passkey(results: dict, ax) -> bool:
 
 RECORDS = RECORDS_DIR
 COPY_ARMS = {"synthetic": "random bytes + strings",  # experiments/copy_emergence.py's training data
-             "strings": "books + strings", "curriculum": "copy first, then books + strings"}
+             "strings": "books + strings", "curriculum": "copy first, then books + strings",
+             "phrases": "books + phrases and strings",
+             "phrase-curriculum": "copy first, then books + phrases and strings (text-vanilla)"}
 
 
 def copy_emergence(records: Path, ax) -> bool:
@@ -168,7 +170,7 @@ def copy_emergence(records: Path, ax) -> bool:
     (loss on a span's first copy minus its second) against training steps, per training run."""
     drawn = False
     colors = itertools.cycle(("#2ca02c", "#ff7f0e", "#17becf", "#bcbd22", "#d62728", "#9467bd",
-                              "#8c564b", "#e377c2", "#1f77b4"))
+                              "#8c564b", "#e377c2", "#1f77b4", "#aec7e8"))
     for path in sorted(records.glob("copy-emergence-*.json")):
         record = json.loads(path.read_text())
         (arm,), curve, color = record["arm"], record["curve"], next(colors)

@@ -94,15 +94,16 @@ PRESETS: dict[str, callable] = {
         d_schedule=((0, 1), (300, 2), (500, 4), (700, 8)), batch_size=16, steps=2000),
     # the LongLLaMA recipe at classroom scale (fot_edu.training.longllama). text-vanilla: a byte-level
     # model of book text that copies: convolved queries and keys, and a copy-first curriculum
-    # (fot_edu.data.repeats: random strings written twice, then book text with strings in half the
-    # rows). text-d1 / text-fot continue it for 10% of its steps with layer 0, where its copying
-    # formed, a memory layer (RoPE kept, memory keys at position 0), on book pairs half of whose rows
-    # repeat a phrase of C_prev and the string after it in C_curr. text-plain-*: the same recipe from
+    # (fot_edu.data.repeats: random strings written twice, then book text in half of whose rows a
+    # phrase of text and a string after it recur in the window, the `phrases` mix). text-d1 /
+    # text-fot continue it for 10% of its steps with layer 0, where its copying formed, a memory
+    # layer (RoPE kept, memory keys at position 0), on book pairs half of whose rows repeat a phrase
+    # of C_prev and the string after it in C_curr. text-plain-*: the same recipe from
     # a base of plain keys and plain text, which never learns to copy (layer 2 the memory layer):
     # the negative control. CPU presets: their training times on a 2-core CPU are in
     # results/checkpoints.json.
     "text-vanilla": lambda: _copying((), mode="plain", steps=_TEXT_STEPS,
-                                     data__repeats=((0, "synthetic"), (800, "strings"))),
+                                     data__repeats=((0, "synthetic"), (800, "phrases"))),
     "text-d1": lambda: _continued("text-vanilla", _TEXT_STEPS, (0,), d=1,
                                   data__repeats=((0, "cross-phrase"),)),
     "text-fot": lambda: _continued("text-vanilla", _TEXT_STEPS, (0,), d_schedule=_TEXT_FOT_SCHEDULE,
