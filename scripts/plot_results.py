@@ -162,7 +162,7 @@ RECORDS = RECORDS_DIR
 COPY_ARMS = {"synthetic": "random bytes + strings",  # experiments/copy_emergence.py's training data
              "strings": "books + strings", "curriculum": "copy first, then books + strings",
              "phrases": "books + phrases and strings",
-             "phrase-curriculum": "copy first, then books + phrases and strings (text-vanilla)"}
+             "phrase-curriculum": "copy first, then books + phrases and strings"}
 
 
 def copy_emergence(records: Path, ax) -> bool:
@@ -170,7 +170,8 @@ def copy_emergence(records: Path, ax) -> bool:
     (loss on a span's first copy minus its second) against training steps, per training run."""
     drawn = False
     colors = itertools.cycle(("#2ca02c", "#ff7f0e", "#17becf", "#bcbd22", "#d62728", "#9467bd",
-                              "#8c564b", "#e377c2", "#1f77b4", "#aec7e8"))
+                              "#8c564b", "#e377c2", "#1f77b4", "#aec7e8", "#ffbb78",
+                              "#98df8a"))
     for path in sorted(records.glob("copy-emergence-*.json")):
         record = json.loads(path.read_text())
         (arm,), curve, color = record["arm"], record["curve"], next(colors)
@@ -206,7 +207,7 @@ def copy_emergence(records: Path, ax) -> bool:
            ylabel=f"copy gap, nats/byte ({rows} rows, 95%)",
            title="Copying in the window (a perfect copier's gap = its first-copy loss)")
     ax.title.set_fontsize(9)
-    ax.figure.set_size_inches(6.4, 7.4)  # the runs' legend below the axes, not over the curves
+    ax.figure.set_size_inches(6.4, 9.0)  # the runs' legend below the axes, not over the curves
     ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
     return True
 
