@@ -7,10 +7,14 @@ written twice into a window, at random places, so that only looking back predict
 copy; written into random bytes instead of text (``background="random"``) it is the classic
 setting in which small transformers learn copying. ``across=True`` puts the first copy in the
 window before (``C_prev``), so that only a memory layer reading it predicts the second.
+``lead > 0`` copies the ``lead`` bytes of text before the first copy too, in front of the second:
+finding that phrase again predicts the string from its first byte on, as finding "The pass key
+is" predicts a passkey's first digit (mixes ``phrases``, inside one window, and ``cross-phrase``).
 
 A training run names its data by a schedule (``DataConfig.repeats``: ``((step, mix), ...)``, the
 mixes of :data:`MIXES`), applied to its training batches by :func:`scheduled_repeats`; for example
-``((0, "synthetic"), (800, "strings"))``: copying on random bytes first, then strings in book text.
+``((0, "synthetic"), (800, "phrases"))`` (``text-vanilla``'s): copying on random bytes first, then
+phrases and strings in book text.
 
 The copy gap (``fot_edu.evaluation.copying``) measures the skill this data teaches.
 """

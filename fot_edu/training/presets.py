@@ -12,6 +12,8 @@ figure measured on the shipped models are in ``results/checkpoints.json``.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from fot_edu.config import DataConfig, ModelConfig, TrainConfig
 
 _FOT_SCHEDULE = ((0, 1), (150, 2), (250, 4), (350, 8))  # the paper's advice: start small, raise d
@@ -70,10 +72,11 @@ def _copying(memory_layers, **kw) -> TrainConfig:
 
 
 def _continued(base: str, steps: int, memory_layers, **kw) -> TrainConfig:
-    """A LongLLaMA continuation of ``base`` for 10% of its steps (``fot_edu.training.longllama``)."""
-    build = _copying if base == "text-vanilla" else _text
-    return build(memory_layers, base=base, steps=steps // 10, lr=1e-3, warmup_steps=20,
-                 eval_every=50, checkpoint_every=50, **kw)
+    """A LongLLaMA continuation of preset ``base`` for 10% of its steps
+    (``fot_edu.training.longllama``): the base's model, ``memory_layers`` made memory layers."""
+    model = dataclasses.replace(PRESETS[base]().model, memory_layers=memory_layers)
+    return _text(memory_layers, base=base, steps=steps // 10, lr=1e-3, warmup_steps=20,
+                 eval_every=50, checkpoint_every=50, **kw).replace(model=model)
 
 
 PRESETS: dict[str, callable] = {
