@@ -171,7 +171,7 @@ def copy_emergence(records: Path, ax) -> bool:
     drawn = False
     colors = itertools.cycle(("#2ca02c", "#ff7f0e", "#17becf", "#bcbd22", "#d62728", "#9467bd",
                               "#8c564b", "#e377c2", "#1f77b4", "#aec7e8", "#ffbb78",
-                              "#98df8a"))
+                              "#98df8a", "#c5b0d5"))
     for path in sorted(records.glob("copy-emergence-*.json")):
         record = json.loads(path.read_text())
         (arm,), curve, color = record["arm"], record["curve"], next(colors)
@@ -207,7 +207,7 @@ def copy_emergence(records: Path, ax) -> bool:
            ylabel=f"copy gap, nats/byte ({rows} rows, 95%)",
            title="Copying in the window (a perfect copier's gap = its first-copy loss)")
     ax.title.set_fontsize(9)
-    ax.figure.set_size_inches(6.4, 9.0)  # the runs' legend below the axes, not over the curves
+    ax.figure.set_size_inches(6.4, 9.4)  # the runs' legend below the axes, not over the curves
     ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
     return True
 
